@@ -1,0 +1,233 @@
+"""The shared engine of tasks whose targets come from a protocol's annotations.
+
+A subclass (``VoiceActivityDetection``, ``SoundEventDetection``) contributes only its
+specifications and how a label maps to a class; sampling, reading, target building,
+validation chunks and caching are here, once.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Callable, Literal, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+
+from audiotask.core.frames import Frames
+from audiotask.core.metadata import ProtocolMetadata, SubsetMetadata, build_subset
+from audiotask.core.readers import CachedReader, FileReader
+from audiotask.core.sampler import ChunkSampler
+from audiotask.core.specifications import Resolution, Specifications
+from audiotask.core.targets import chunk_targets, frame_targets
+from audiotask.core.task import Task
+from audiotask.protocols.files import iter_subset
+from audiotask.protocols.fingerprint import protocol_fingerprint
+from audiotask.utils.random import distributed_rank, global_seed, worker_identity
+
+
+def default_cache_root() -> Path:
+    """``$AUDIOTASK_CACHE``, else ``~/.cache/audiotask``."""
+    return Path(os.environ.get("AUDIOTASK_CACHE", Path.home() / ".cache" / "audiotask"))
+
+
+class AnnotatedTask(Task):
+    """Task engine: prepared metadata, seeded sampler, swappable reader, target builder.
+
+    Parameters (beyond ``Task``'s)
+    ------------------------------
+    cache : str or Path, optional
+        Cache folder for prepared metadata and decoded audio; defaults to
+        ``$AUDIOTASK_CACHE`` or ``~/.cache/audiotask``.
+    audio_cache : "int16", "float16" or None
+        Decode every file once into memory-mapped PCM of that type ("int16", the default,
+        is exact for 16-bit sources); None reads every chunk from its audio file.
+    balance : str, optional
+        Protocol key (e.g. "database") whose values get equal shares of training chunks.
+    """
+
+    resolution: Resolution = Resolution.FRAME
+
+    def __init__(
+        self,
+        protocol,
+        duration: float = 2.0,
+        min_duration: Optional[float] = None,
+        warm_up: Union[float, Tuple[float, float]] = 0.0,
+        batch_size: int = 32,
+        num_workers: Optional[int] = None,
+        pin_memory: bool = False,
+        augmentation: Optional[Callable] = None,
+        cache: Optional[Union[str, Path]] = None,
+        audio_cache: Optional[Literal["int16", "float16"]] = "int16",
+        balance: Optional[str] = None,
+    ):
+        super().__init__(protocol, duration, min_duration, warm_up, batch_size, num_workers, pin_memory, augmentation)
+        self.cache = Path(cache) if cache is not None else default_cache_root()
+        self.audio_cache = audio_cache
+        self.balance = balance
+        self.metadata: Optional[ProtocolMetadata] = None
+        self.sampler_state: Optional[dict] = None
+
+    # ---- what a subclass provides ------------------------------------------------------
+    def known_classes(self) -> Optional[list[str]]:
+        """Class names declared by the user, or None to discover them from the training set."""
+        return None
+
+    def label_index(self, classes: list[str]) -> Callable[[str], int]:
+        """Map a label to its class index (-1: not a class of the task, reported)."""
+        position = {name: i for i, name in enumerate(classes)}
+        return lambda label: position.get(label, -1)
+
+    def make_specifications(self, classes: list[str]) -> Specifications:
+        raise NotImplementedError
+
+    def target_parameters(self) -> dict:
+        """Everything that changes the prepared metadata (part of its cache key)."""
+        return {"task": type(self).__qualname__, "classes": self.known_classes(), "balance": self.balance, "duration": self.duration}
+
+    # ---- preparing metadata -------------------------------------------------------------
+    @property
+    def subsets(self) -> list[str]:
+        return ["train", "development"] if self.has_validation else ["train"]
+
+    def metadata_folder(self) -> Path:
+        key = protocol_fingerprint(self.protocol, self.subsets, self.target_parameters())
+        return self.cache / "metadata" / key
+
+    def prepare_data(self) -> None:
+        """Prepare metadata (and decoded audio) once; Lightning runs this on rank 0 only."""
+        folder = self.metadata_folder()
+        if not ProtocolMetadata.exists(folder):
+            self.build_metadata().save(folder)
+        if self.audio_cache and self.model is not None:
+            metadata = ProtocolMetadata.load(folder)
+            for subset in metadata.subsets.values():
+                self._reader(subset).prepare()
+
+    def build_metadata(self) -> ProtocolMetadata:
+        classes = self.known_classes() or self.discover_classes()
+        subsets, unknown = {}, {}
+        for name in self.subsets:
+            subsets[name], counts = build_subset(iter_subset(self.protocol, name), self.label_index(classes))
+            for label, count in counts.items():
+                unknown[label] = unknown.get(label, 0) + count
+        if unknown:
+            warnings.warn(
+                f"{type(self).__name__}: labels outside the task's classes {classes} are ignored: "
+                + ", ".join(f"{label!r} ({count} segments)" for label, count in sorted(unknown.items()))
+            )
+        if len(subsets["train"]) == 0:
+            raise ValueError(f"{type(self).__name__}: the protocol's train subset has no file.")
+        return ProtocolMetadata(classes, subsets)
+
+    def discover_classes(self) -> list[str]:
+        labels = set()
+        for file in self.protocol.train():
+            labels.update(str(label) for label in file["annotation"].labels())
+        return sorted(labels)
+
+    def setup(self, stage: Optional[str] = None) -> None:
+        if self.metadata is None:
+            folder = self.metadata_folder()
+            if not ProtocolMetadata.exists(folder):
+                self.prepare_data()
+            self.metadata = ProtocolMetadata.load(folder)
+        self.specifications = self.make_specifications(self.metadata.classes)
+        self._validation_chunks = self.validation_chunks() if self.has_validation else None
+
+    # ---- reading -----------------------------------------------------------------------
+    @property
+    def sample_rate(self) -> int:
+        if self.model is None:
+            raise RuntimeError(f"{type(self).__name__}: attach a model first (model.task = task, or Model(task=task)).")
+        return self.model.sample_rate
+
+    def _reader(self, subset: SubsetMetadata):
+        if self.audio_cache:
+            return CachedReader(subset.audio, self.sample_rate, self.cache / "audio", dtype=self.audio_cache)
+        return FileReader(subset.audio, self.sample_rate)
+
+    def reader(self, name: str):
+        """Chunk reader of subset ``name`` (one per process, built on first use)."""
+        readers = self.__dict__.setdefault("_readers", {})
+        if (name, os.getpid()) not in readers:
+            readers[(name, os.getpid())] = self._reader(self.metadata.subsets[name])
+        return readers[(name, os.getpid())]
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_readers", None)
+        return state
+
+    # ---- targets -------------------------------------------------------------------
+    def output_frames(self) -> Frames:
+        return self.model.frames
+
+    def target(self, subset: SubsetMetadata, file: int, start: float, duration: float) -> np.ndarray:
+        """Target of a chunk: (frames, classes) for FRAME, (classes,) for CHUNK resolution."""
+        starts, ends, classes = subset.segments_in(file, start, start + duration)
+        num_classes = len(self.metadata.classes)
+        if self.specifications.resolution is Resolution.CHUNK:
+            return chunk_targets(starts, ends, classes, num_classes=num_classes)
+        frames = self.output_frames()
+        num_frames = frames.num_frames_for_duration(duration, self.sample_rate)
+        return frame_targets(starts - start, ends - start, classes, frames=frames, num_frames=num_frames, num_classes=num_classes)
+
+    def sample(self, name: str, file: int, start: float, duration: float) -> dict:
+        subset = self.metadata.subsets[name]
+        waveform = self.reader(name).crop(file, start, duration)
+        return {"X": torch.from_numpy(waveform)[None], "y": torch.from_numpy(self.target(subset, file, start, duration))}
+
+    # ---- training samples ------------------------------------------------------------
+    def make_sampler(self, epoch: int = 0, rank: Optional[int] = None, worker: Optional[int] = None) -> ChunkSampler:
+        """The training chunk sampler of this seed, rank, worker and epoch."""
+        train = self.metadata.subsets["train"]
+        region_file = np.repeat(np.arange(len(train)), np.diff(train.annotated_offsets))
+        groups = self.balance_groups()
+        return ChunkSampler(
+            np.asarray(train.annotated), region_file, self.duration,
+            min_duration=self.min_duration, batch_size=self.batch_size, groups=groups, seed=global_seed(),
+            rank=distributed_rank() if rank is None else rank,
+            worker=worker_identity()[0] if worker is None else worker, epoch=epoch,
+        )
+
+    def balance_groups(self) -> Optional[np.ndarray]:
+        if self.balance is None:
+            return None
+        values = {}
+        for file in self.protocol.train():
+            values[str(file["uri"])] = str(file[self.balance])
+        return np.array([values[str(uri)] for uri in self.metadata.subsets["train"].uri])
+
+    def train__iter__(self):
+        epoch = 0 if self.model is None else self.model.current_epoch
+        sampler = self.make_sampler(epoch)
+        if self.sampler_state is not None:  # resume mid-epoch exactly where a saved run stopped
+            sampler.load_state_dict(self.sampler_state)
+            self.sampler_state = None
+        for chunk in sampler:
+            yield self.sample("train", chunk.file, chunk.start, chunk.duration)
+
+    def train__len__(self) -> int:
+        train = self.metadata.subsets["train"]
+        return self.default_train_len(float(np.sum(train.annotated[:, 1] - train.annotated[:, 0])))
+
+    # ---- validation samples ------------------------------------------------------------
+    def validation_chunks(self) -> np.ndarray:
+        """(chunks, 2) [file, start]: consecutive ``duration`` chunks over every annotated region."""
+        development = self.metadata.subsets["development"]
+        rows = []
+        for file in range(len(development)):
+            for start, end in development.regions_of(file):
+                count = max(1, int((end - start) // self.duration))
+                rows.extend((file, start + k * self.duration) for k in range(count))
+        return np.array(rows, dtype=np.float64).reshape(-1, 2)
+
+    def val__getitem__(self, index: int) -> dict:
+        file, start = self._validation_chunks[index]
+        return self.sample("development", int(file), float(start), self.duration)
+
+    def val__len__(self) -> int:
+        return len(self._validation_chunks)

@@ -1,0 +1,236 @@
+"""Base class of every audiotask model: a LightningModule whose head follows the task.
+
+A model is built in two steps: its body in ``__init__`` (needs only audio parameters),
+its output head in ``build()`` once the task's specifications are known (when training
+starts, or when a saved model is loaded).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import lightning.pytorch as pl
+import torch
+import torch.nn as nn
+
+from audiotask.core.audio import Audio
+from audiotask.core.frames import Frames
+from audiotask.core.objectives import activation
+from audiotask.core.specifications import Specifications
+
+MANIFEST = "audiotask.json"
+WEIGHTS = "model.safetensors"
+FORMAT_VERSION = 1
+
+
+def architecture_name(cls: type) -> str:
+    """``module:QualName`` under which a model class is saved."""
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def resolve_architecture(name: str) -> type:
+    """Class from a name written by :func:`architecture_name` (a registry, not a pickle)."""
+    module_name, _, qualname = name.partition(":")
+    target: Any = importlib.import_module(module_name)
+    for attribute in qualname.split("."):
+        target = getattr(target, attribute)
+    if not (isinstance(target, type) and issubclass(target, Model)):
+        raise TypeError(f"{name} is not an audiotask Model.")
+    return target
+
+
+class Model(pl.LightningModule):
+    """Base model.
+
+    Parameters
+    ----------
+    sample_rate : int
+        Sample rate of the input waveforms, in Hz.
+    num_channels : int
+        Number of input channels (audio is downmixed to mono when 1).
+    task : Task, optional
+        Task the model is trained for; also settable later with ``model.task = task``.
+
+    Subclasses build their body in ``__init__``, set ``frame_hop`` (input samples per
+    output frame) when they can emit frames, and implement ``build()`` (the head, from
+    ``self.specifications``) and ``forward(waveforms) -> logits``.
+    """
+
+    frame_hop: Optional[int] = None
+
+    def __init__(self, sample_rate: int = 16000, num_channels: int = 1, task=None):
+        super().__init__()
+        # collects the constructor arguments of the subclass too: they make the manifest
+        self.save_hyperparameters(ignore=["task"])
+        self.sample_rate = int(sample_rate)
+        self.num_channels = int(num_channels)
+        self.audio = Audio(sample_rate=self.sample_rate)
+        self._specifications: Optional[Specifications] = None
+        self._task = None
+        if task is not None:
+            self.task = task
+
+    # ---- task and specifications -------------------------------------------------
+    @property
+    def task(self):
+        return self._task
+
+    @task.setter
+    def task(self, task) -> None:
+        self._task = task
+        if task is not None:
+            task.model = self
+
+    @property
+    def specifications(self) -> Specifications:
+        if self._specifications is None:
+            raise RuntimeError(
+                "The model has no specifications yet: attach a task (model.task = task) and call "
+                "task.setup() or start training, or load a trained model with Model.from_pretrained."
+            )
+        return self._specifications
+
+    @specifications.setter
+    def specifications(self, specifications: Specifications) -> None:
+        self._specifications = specifications
+
+    def build(self) -> None:
+        """Create the output head from ``self.specifications``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement build().")
+
+    def attach_specifications(self, specifications: Specifications) -> None:
+        """Set the specifications and (re)build the head when they changed."""
+        if self._specifications is not None and self._specifications == specifications and self.is_built:
+            return
+        self.specifications = specifications
+        self.build()
+        self.is_built = True
+
+    is_built = False
+
+    # ---- frames ------------------------------------------------------------------
+    @property
+    def frames(self) -> Frames:
+        """Grid of the model's output frames (FRAME resolution)."""
+        if self.frame_hop is None:
+            raise ValueError(f"{type(self).__name__} does not emit frames.")
+        return Frames.from_hop(self.frame_hop, self.sample_rate)
+
+    @property
+    def receptive_field(self):
+        """Output frames as a ``pyannote.core.SlidingWindow`` (chunk-relative)."""
+        return self.frames.sliding_window()
+
+    def num_frames(self, num_samples: int) -> int:
+        """Number of output frames for ``num_samples`` input samples."""
+        return self.frames.num_frames(num_samples)
+
+    def default_activation(self, logits: torch.Tensor) -> torch.Tensor:
+        """Scores from logits, as the specifications call for."""
+        return activation(self.specifications, logits)
+
+    def check_input(self, waveforms: torch.Tensor) -> None:
+        """Raise unless ``waveforms`` is (batch, channels, samples)."""
+        if waveforms.ndim != 3 or waveforms.shape[1] != self.num_channels:
+            raise ValueError(
+                f"{type(self).__name__} expects waveforms of shape (batch, {self.num_channels}, samples), "
+                f"got {tuple(waveforms.shape)}."
+            )
+
+    # ---- training: delegated to the task -----------------------------------------
+    def prepare_data(self) -> None:
+        if self.task is not None:
+            self.task.prepare_data()
+
+    def setup(self, stage: Optional[str] = None) -> None:
+        if self.task is None:
+            return
+        self.task.model = self
+        self.task.setup(stage)
+        self.attach_specifications(self.task.specifications)
+        self.task.setup_metrics(self)
+
+    def train_dataloader(self):
+        return self.task.train_dataloader()
+
+    def val_dataloader(self):
+        if not self.task.has_validation:
+            return []
+        return self.task.val_dataloader()
+
+    def training_step(self, batch, batch_idx: int):
+        return self.task.training_step(batch, batch_idx)
+
+    def validation_step(self, batch, batch_idx: int):
+        return self.task.validation_step(batch, batch_idx)
+
+    def on_validation_epoch_end(self) -> None:
+        self.task.on_validation_epoch_end()
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=1e-3)
+
+    # ---- saving and loading: arguments plus weights, never a pickle ---------------
+    def manifest(self) -> dict[str, Any]:
+        """JSON description: architecture, constructor arguments, specifications, versions."""
+        import audiotask
+
+        return {
+            "format": FORMAT_VERSION,
+            "architecture": architecture_name(type(self)),
+            "arguments": dict(self.hparams),
+            "specifications": self.specifications.to_dict(),
+            "versions": {"audiotask": audiotask.__version__, "torch": torch.__version__.split("+")[0]},
+        }
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write ``audiotask.json`` and ``model.safetensors`` into ``directory``."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / MANIFEST).write_text(json.dumps(self.manifest(), indent=2))
+        state = {name: tensor.detach().cpu().contiguous() for name, tensor in self.state_dict().items()}
+        save_file(state, directory / WEIGHTS)
+        return directory
+
+    @classmethod
+    def from_manifest(cls, manifest: dict[str, Any], state_dict: dict[str, torch.Tensor]) -> "Model":
+        """Rebuild a model from its manifest and weights."""
+        architecture = resolve_architecture(manifest["architecture"])
+        if not issubclass(architecture, cls):
+            raise TypeError(f"Saved model is a {architecture.__name__}, not a {cls.__name__}.")
+        model = architecture(**manifest["arguments"])
+        model.attach_specifications(Specifications.from_dict(manifest["specifications"]))
+        model.load_state_dict(state_dict, strict=True)
+        return model.eval()
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> "Model":
+        """Load a model saved with ``save_pretrained`` (a folder) or a Lightning ``.ckpt``.
+
+        Neither path unpickles code: the folder holds JSON and safetensors; checkpoints are
+        read with ``torch.load(weights_only=True)``.
+        """
+        path = Path(path)
+        if path.is_dir():
+            from safetensors.torch import load_file
+
+            manifest_path = path / MANIFEST
+            if not manifest_path.is_file():
+                raise FileNotFoundError(f"{path} is not a saved audiotask model: {MANIFEST} is missing.")
+            return cls.from_manifest(json.loads(manifest_path.read_text()), load_file(path / WEIGHTS))
+        if path.suffix == ".ckpt":
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+            if "audiotask" not in checkpoint:
+                raise ValueError(f"{path} is not an audiotask checkpoint (no 'audiotask' manifest).")
+            return cls.from_manifest(checkpoint["audiotask"], checkpoint["state_dict"])
+        raise FileNotFoundError(f"No saved model at {path} (expected a folder or a .ckpt file).")
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["audiotask"] = self.manifest()
+        # plain values only, so that torch.load(weights_only=True) can read it back
+        checkpoint.pop("hyper_parameters", None)

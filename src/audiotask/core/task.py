@@ -1,0 +1,189 @@
+"""Task: a problem (``Specifications``) plus an experimental protocol, as a LightningDataModule.
+
+A task turns its protocol into endless random training samples (``train__iter__``) and fixed
+validation samples (``val__getitem__``); its default ``training_step`` and
+``validation_step`` derive loss and metric from ``self.specifications``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Callable, Optional, Sequence, Tuple, Union
+
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader
+
+from audiotask.core import objectives
+from audiotask.core.datasets import TrainDataset, ValDataset, apply_augmentation, collate_samples
+from audiotask.core.specifications import Problem, Resolution, Specifications
+from audiotask.protocols.files import has_subset, prepare_protocol
+
+__all__ = ["Task", "Problem", "Resolution", "Specifications"]
+
+
+def default_num_workers() -> int:
+    """Half the cores, as data loading shares the machine with the model."""
+    return (os.cpu_count() or 2) // 2
+
+
+class Task(pl.LightningDataModule):
+    """Base task.
+
+    Parameters
+    ----------
+    protocol : pyannote.database.Protocol
+    duration : float
+        Training chunk duration, in seconds.
+    min_duration : float, optional
+        Shortest training chunk (variable-length training). Defaults to ``duration``.
+    warm_up : float or (float, float)
+        Seconds at each end of a chunk excluded from the loss (FRAME resolution).
+    batch_size : int
+    num_workers : int, optional
+        Dataloader workers; defaults to half the CPU cores.
+    pin_memory : bool
+    augmentation : callable, optional
+        Applied to each training batch of waveforms (batch, channels, samples); the
+        torch-audiomentations calling convention works.
+    """
+
+    def __init__(
+        self,
+        protocol,
+        duration: float = 2.0,
+        min_duration: Optional[float] = None,
+        warm_up: Union[float, Tuple[float, float]] = 0.0,
+        batch_size: int = 32,
+        num_workers: Optional[int] = None,
+        pin_memory: bool = False,
+        augmentation: Optional[Callable] = None,
+    ):
+        super().__init__()
+        self.protocol = prepare_protocol(protocol)
+        self.has_validation = has_subset(self.protocol, "development")
+        self.duration = float(duration)
+        self.min_duration = self.duration if min_duration is None else float(min_duration)
+        self.warm_up = (float(warm_up), float(warm_up)) if isinstance(warm_up, (int, float)) else tuple(warm_up)
+        self.batch_size = int(batch_size)
+        self.num_workers = default_num_workers() if num_workers is None else int(num_workers)
+        self.pin_memory = pin_memory
+        self.augmentation = augmentation
+        self.model = None
+        self._specifications: Optional[Specifications] = None
+        self._validation_metric = (None, None)
+
+    # ---- specifications ---------------------------------------------------------
+    @property
+    def specifications(self) -> Specifications:
+        if self._specifications is None:
+            raise RuntimeError(f"{type(self).__name__} has no specifications yet: call task.setup() first.")
+        return self._specifications
+
+    @specifications.setter
+    def specifications(self, specifications: Specifications) -> None:
+        self._specifications = specifications
+
+    # ---- hooks a task implements --------------------------------------------------
+    def setup(self, stage: Optional[str] = None) -> None:
+        """Load the metadata that sample production needs and set ``self.specifications``."""
+
+    def train__iter__(self):
+        """Yield ``{"X": (channels, samples), "y": target}`` training samples forever."""
+        raise NotImplementedError(f"{type(self).__name__} must implement train__iter__.")
+
+    def train__len__(self) -> int:
+        """Number of training samples in an epoch."""
+        raise NotImplementedError(f"{type(self).__name__} must implement train__len__.")
+
+    def val__getitem__(self, index: int):
+        """Validation sample number ``index``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement val__getitem__.")
+
+    def val__len__(self) -> int:
+        """Number of validation samples."""
+        raise NotImplementedError(f"{type(self).__name__} must implement val__len__.")
+
+    # ---- dataloaders --------------------------------------------------------------
+    def collate_fn(self, samples: Sequence[dict]) -> dict[str, torch.Tensor]:
+        """Batch samples (stacking "X" and "y")."""
+        return collate_samples(list(samples))
+
+    def _dataloader(self, dataset, **kwargs) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            collate_fn=self.collate_fn,
+            multiprocessing_context="fork" if self.num_workers > 0 and os.name == "posix" else None,
+            **kwargs,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._dataloader(TrainDataset(self), drop_last=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._dataloader(ValDataset(self), shuffle=False, drop_last=False)
+
+    # ---- training and validation steps ----------------------------------------------
+    def frame_weight(self, num_frames: int) -> Optional[torch.Tensor]:
+        """(frames,) mask that is 0 in the warm-up frames of a FRAME output, None when there are none."""
+        if self.specifications.resolution is not Resolution.FRAME or not any(self.warm_up):
+            return None
+        centres = torch.as_tensor(self.model.frames.centers(num_frames))
+        left, right = self.warm_up
+        return ((centres >= left) & (centres < self.duration - right)).float()
+
+    def augment(self, waveforms: torch.Tensor) -> torch.Tensor:
+        if self.augmentation is None:
+            return waveforms
+        return apply_augmentation(self.augmentation, waveforms, self.model.sample_rate)
+
+    def compute_loss(self, y_pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Default loss for the specifications, warm-up frames excluded."""
+        loss = objectives.elementwise_loss(self.specifications, y_pred, y)
+        weight = self.frame_weight(y_pred.shape[1]) if y_pred.ndim == 3 else None
+        return objectives.reduce_loss(loss, None if weight is None else weight.to(loss.device))
+
+    def training_step(self, batch, batch_idx: int):
+        waveforms = self.augment(batch["X"])
+        y_pred = self.model(waveforms)
+        loss = self.compute_loss(y_pred, batch["y"])
+        if not torch.isfinite(loss):
+            reason = "the input waveforms contain NaN or Inf" if not torch.isfinite(waveforms).all() else (
+                "the model output diverged (lower the learning rate?)"
+            )
+            raise FloatingPointError(f"{type(self).__name__}: loss is {loss.item()} at training step {batch_idx}: {reason}.")
+        self.model.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(waveforms))
+        return {"loss": loss}
+
+    def setup_metrics(self, model) -> None:
+        """Create the default validation metric for the specifications, on the model's device."""
+        name, metric = objectives.validation_metric(self.specifications)
+        self._validation_metric = (name, None if metric is None else metric.to(model.device))
+
+    def validation_step(self, batch, batch_idx: int):
+        waveforms = batch["X"]
+        y_pred = self.model(waveforms)
+        loss = self.compute_loss(y_pred, batch["y"])
+        self.model.log("val/loss", loss, prog_bar=True, on_epoch=True, batch_size=len(waveforms))
+        name, metric = self._validation_metric
+        if metric is not None:
+            weight = self.frame_weight(y_pred.shape[1]) if y_pred.ndim == 3 else None
+            mask = None if weight is None else weight.bool()
+            metric.to(y_pred.device).update(*objectives.metric_inputs(self.specifications, y_pred, batch["y"], mask))
+        return {"loss": loss}
+
+    def on_validation_epoch_end(self) -> None:
+        name, metric = self._validation_metric
+        if metric is None or not metric.update_called:
+            return
+        self.model.log(f"val/{name}", metric.compute(), prog_bar=True)
+        metric.reset()
+
+    # ---- helpers for subclasses ---------------------------------------------------------
+    def default_train_len(self, total_duration: float) -> int:
+        """Samples per epoch: the training set's duration in chunks, at least one batch."""
+        return max(self.batch_size, math.ceil(total_duration / self.duration))

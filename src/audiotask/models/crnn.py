@@ -1,0 +1,99 @@
+"""CRNN: log-mel, convolution blocks, bidirectional GRU; frame or chunk (attention) output."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+
+from audiotask.core.model import Model
+from audiotask.core.specifications import Resolution
+from audiotask.models.features import LogMel
+
+
+def conv_block(in_channels: int, out_channels: int, pool: tuple[int, int], dropout: float) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(),
+        nn.MaxPool2d(pool),
+        nn.Dropout(dropout),
+    )
+
+
+class AttentionPooling(nn.Module):
+    """(batch, frames, features) -> (batch, classes): per-class softmax attention over frames."""
+
+    def __init__(self, in_features: int, num_classes: int):
+        super().__init__()
+        self.attention = nn.Linear(in_features, num_classes)
+        self.classifier = nn.Linear(in_features, num_classes)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        weights = torch.softmax(self.attention(features), dim=1)
+        return (weights * self.classifier(features)).sum(dim=1)
+
+
+class CRNN(Model):
+    """Convolutional recurrent network for sound event detection and voice activity detection.
+
+    Parameters
+    ----------
+    sample_rate : int
+    num_channels : int
+    n_fft, hop_length, n_mels : int
+        Log-mel front end (hop in samples).
+    channels : sequence of int
+        Output channels of each convolution block.
+    time_pooling : sequence of int
+        Time pooling of each block; output frame hop = ``hop_length * prod(time_pooling)``.
+    hidden_size : int
+        GRU units per direction.
+    dropout : float
+    task : Task, optional
+    """
+
+    def __init__(
+        self,
+        sample_rate: int = 16000,
+        num_channels: int = 1,
+        n_fft: int = 1024,
+        hop_length: int = 256,
+        n_mels: int = 64,
+        channels: Sequence[int] = (32, 64, 64),
+        time_pooling: Sequence[int] = (2, 2, 1),
+        hidden_size: int = 64,
+        dropout: float = 0.1,
+        task=None,
+    ):
+        super().__init__(sample_rate=sample_rate, num_channels=num_channels, task=task)
+        if len(channels) != len(time_pooling):
+            raise ValueError("CRNN: channels and time_pooling must have one entry per block.")
+        self.frame_hop = hop_length * int(torch.tensor(list(time_pooling)).prod())
+        self.features = LogMel(sample_rate, n_fft, hop_length, n_mels)
+        self.normalize = nn.BatchNorm1d(n_mels)
+        blocks, in_channels, mel_bins = [], 1, n_mels
+        for out_channels, pool in zip(channels, time_pooling):
+            frequency_pool = 4 if mel_bins >= 4 else 1
+            blocks.append(conv_block(in_channels, out_channels, (pool, frequency_pool), dropout))
+            in_channels, mel_bins = out_channels, mel_bins // frequency_pool
+        self.convolutions = nn.Sequential(*blocks)
+        self.gru = nn.GRU(in_channels * mel_bins, hidden_size, batch_first=True, bidirectional=True)
+        self.embedding_size = 2 * hidden_size
+
+    def build(self) -> None:
+        num_outputs = self.specifications.num_outputs
+        if self.specifications.resolution is Resolution.CHUNK:
+            self.head = AttentionPooling(self.embedding_size, num_outputs)
+        else:
+            self.head = nn.Linear(self.embedding_size, num_outputs)
+
+    def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
+        """(batch, channels, samples) -> logits (batch, frames, classes) or (batch, classes)."""
+        self.check_input(waveforms)
+        features = self.normalize(self.features(waveforms).transpose(1, 2)).transpose(1, 2)
+        hidden = self.convolutions(features.unsqueeze(1))  # (batch, channels, frames, mel)
+        hidden = hidden.permute(0, 2, 1, 3).flatten(start_dim=2)
+        output, _ = self.gru(hidden)
+        return self.head(output)

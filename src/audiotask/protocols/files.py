@@ -1,0 +1,79 @@
+"""Make sure every protocol file carries what tasks read: "audio", "duration", "annotated"."""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator, Optional
+
+from pyannote.core import Segment, Timeline
+
+from audiotask.core.audio import Audio, AudioError
+
+SUBSETS = ("train", "development", "test")
+
+
+def has_subset(protocol, subset: str) -> bool:
+    """Whether ``protocol`` defines a non-empty ``subset``."""
+    try:
+        next(iter(getattr(protocol, subset)()))
+    except (AttributeError, NotImplementedError, StopIteration):
+        return False
+    return True
+
+
+def _stored(file, key: str):
+    """Value the protocol itself gives for ``key`` (None when absent), without recursion."""
+    try:
+        return file[key]
+    except KeyError:
+        return None
+
+
+def duration_preprocessor(audio: Audio, existing: Optional[Callable] = None) -> Callable:
+    """Preprocessor giving the file's duration: the protocol's own, else the audio header's."""
+
+    def duration(file) -> float:
+        value = existing(file) if existing is not None else _stored(file, "duration")
+        if value is not None:
+            return float(value)
+        return audio.get_duration(file)
+
+    return duration
+
+
+def annotated_preprocessor(existing: Optional[Callable] = None) -> Callable:
+    """Preprocessor giving the annotated regions: the protocol's UEM, else the whole file."""
+
+    def annotated(file) -> Timeline:
+        value = existing(file) if existing is not None else _stored(file, "annotated")
+        if value is None:
+            return Timeline([Segment(0.0, file["duration"])], uri=file["uri"])
+        return value
+
+    return annotated
+
+
+def check_audio(file) -> None:
+    """Raise a clear error when a protocol file has no "audio" entry."""
+    if "audio" not in file and "waveform" not in file:
+        raise AudioError(
+            f"Protocol file {file.get('uri', '?')!r} has no 'audio' key: pass "
+            "preprocessors={'audio': FileFinder()} to get_protocol."
+        )
+
+
+def prepare_protocol(protocol, audio: Optional[Audio] = None):
+    """Add "duration" and "annotated" preprocessors to ``protocol`` (in place) and return it."""
+    audio = audio or Audio()
+    preprocessors = protocol.preprocessors
+    if not getattr(protocol, "_audiotask_prepared", False):
+        preprocessors["duration"] = duration_preprocessor(audio, preprocessors.get("duration"))
+        preprocessors["annotated"] = annotated_preprocessor(preprocessors.get("annotated"))
+        protocol._audiotask_prepared = True
+    return protocol
+
+
+def iter_subset(protocol, subset: str) -> Iterator:
+    """Files of ``subset``, each checked to have audio."""
+    for file in getattr(protocol, subset)():
+        check_audio(file)
+        yield file

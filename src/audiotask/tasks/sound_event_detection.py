@@ -1,0 +1,60 @@
+"""Sound event detection: which sound classes are active, per chunk or per frame?"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+from audiotask.core.annotated_task import AnnotatedTask
+from audiotask.core.specifications import Problem, Resolution, Specifications
+
+#: The ten classes of DCASE's domestic sound event detection task (DESED).
+DCASE_CLASSES = [
+    "Speech", "Dog", "Cat", "Alarm_bell_ringing", "Dishes",
+    "Frying", "Blender", "Running_water", "Vacuum_cleaner", "Electric_shaver_toothbrush",
+]
+
+
+class SoundEventDetection(AnnotatedTask):
+    """Multi-label sound event detection.
+
+    Parameters
+    ----------
+    protocol : pyannote.database.Protocol
+    classes : list of str, optional
+        Class names, in the order of the model's outputs. Labels are mapped by name; labels
+        outside ``classes`` are reported and ignored. Defaults to the labels of the
+        training set, sorted.
+    resolution : Resolution or "chunk" / "frame"
+        CHUNK (one decision per chunk, weak labels suffice; the default, as in the
+        tutorial) or FRAME (one per frame, needs strong labels).
+    **kwargs
+        See :class:`~audiotask.core.annotated_task.AnnotatedTask`.
+    """
+
+    def __init__(
+        self,
+        protocol,
+        classes: Optional[Sequence[str]] = None,
+        resolution: Resolution | str = Resolution.CHUNK,
+        duration: float = 5.0,
+        **kwargs,
+    ):
+        self.classes = None if classes is None else [str(c) for c in classes]
+        self.resolution = Resolution(resolution)
+        super().__init__(protocol, duration=duration, **kwargs)
+
+    def known_classes(self) -> Optional[list[str]]:
+        return self.classes
+
+    def target_parameters(self) -> dict:
+        return {**super().target_parameters(), "resolution": self.resolution.value}
+
+    def make_specifications(self, classes: list[str]) -> Specifications:
+        return Specifications(
+            problem=Problem.MULTI_LABEL_CLASSIFICATION,
+            resolution=self.resolution,
+            duration=self.duration,
+            min_duration=self.min_duration,
+            warm_up=self.warm_up,
+            classes=classes,
+        )
