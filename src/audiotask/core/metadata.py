@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import warnings
 from collections import Counter
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -23,10 +22,6 @@ from typing import Callable, Iterable, Optional
 import numpy as np
 
 logger = logging.getLogger(__name__)
-
-#: Annotations may overrun a file by float rounding; beyond this, the user hears about it.
-OVERRUN_TOLERANCE = 0.01
-
 
 @dataclass
 class SubsetMetadata:
@@ -103,18 +98,9 @@ def _segments_of(file) -> Iterable[tuple[float, float, str]]:
         yield segment.start, segment.end, str(label)
 
 
-def _clip_to_duration(uri: str, rows: list, duration: float) -> list:
-    """Clip segments to the file's end; warn (naming the file) when one overruns it noticeably."""
-    clipped = []
-    for start, end, label in rows:
-        if end > duration + OVERRUN_TOLERANCE:
-            warnings.warn(
-                f"File {uri!r}: annotation [{start:.3f}, {end:.3f}] {label!r} ends after the audio "
-                f"({duration:.3f}s); it is clipped to the end of the file."
-            )
-        if start < min(end, duration):
-            clipped.append((start, min(end, duration), label))
-    return clipped
+def _clip_to_duration(rows: Iterable[tuple[float, float, str]], duration: float) -> list:
+    """Clip segments to the file's end (``protocols.files`` has already reported overruns)."""
+    return [(start, min(end, duration), label) for start, end, label in rows if start < min(end, duration)]
 
 
 def _flatten(per_file: list[np.ndarray], width: int, dtype) -> tuple[np.ndarray, np.ndarray]:
@@ -150,7 +136,7 @@ def build_subset(files: Iterable, label_index: Callable[[str], int]) -> tuple[Su
         durations.append(duration)
         regions.append(np.array([[s.start, min(s.end, duration)] for s in file["annotated"] if s.start < duration]).reshape(-1, 2))
         rows = []
-        for start, end, label in _clip_to_duration(uri, _segments_of(file), duration):
+        for start, end, label in _clip_to_duration(_segments_of(file), duration):
             index = label_index(label)
             if index < 0:
                 unknown[label] += 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import warnings
 from typing import Callable, Iterator, Optional
 
 from pyannote.core import Segment, Timeline
@@ -52,6 +54,42 @@ def annotated_preprocessor(existing: Optional[Callable] = None) -> Callable:
     return annotated
 
 
+#: Annotations may overrun a file by float rounding; beyond this, the user hears about it.
+OVERRUN_TOLERANCE = 0.01
+
+
+def warn_overrun(uri: str, annotation, duration: float) -> None:
+    """Warn, naming the file, about annotated segments that end after the audio does."""
+    late = [(s, label) for s, _, label in annotation.itertracks(yield_label=True) if s.end > duration + OVERRUN_TOLERANCE]
+    if late:
+        segment, label = late[0]
+        warnings.warn(
+            f"File {uri!r}: {len(late)} annotation(s) end after the audio ({duration:.3f}s), e.g. "
+            f"[{segment.start:.3f}, {segment.end:.3f}] {label!r}; they are clipped to the end of the file."
+        )
+
+
+def _uncropped(existing: Optional[Callable]) -> Optional[Callable]:
+    """The preprocessor that pyannote.database's ``crop_annotation`` wraps (None: the stored value)."""
+    if isinstance(existing, functools.partial) and existing.func.__name__ == "crop_annotation":
+        return existing.keywords.get("existing_preprocessor")
+    return existing
+
+
+def annotation_preprocessor(existing: Optional[Callable] = None) -> Callable:
+    """Preprocessor that reports annotations running past the end of the audio, before
+    pyannote.database silently crops them, then returns what the protocol would."""
+    source = _uncropped(existing)
+
+    def annotation(file):
+        raw = source(file) if source is not None else _stored(file, "annotation")
+        if raw is not None:
+            warn_overrun(file["uri"], raw, file["duration"])
+        return existing(file) if existing is not None and existing is not source else raw
+
+    return annotation
+
+
 def check_audio(file) -> None:
     """Raise a clear error when a protocol file has no "audio" entry."""
     if "audio" not in file and "waveform" not in file:
@@ -68,6 +106,7 @@ def prepare_protocol(protocol, audio: Optional[Audio] = None):
     if not getattr(protocol, "_audiotask_prepared", False):
         preprocessors["duration"] = duration_preprocessor(audio, preprocessors.get("duration"))
         preprocessors["annotated"] = annotated_preprocessor(preprocessors.get("annotated"))
+        preprocessors["annotation"] = annotation_preprocessor(preprocessors.get("annotation"))
         protocol._audiotask_prepared = True
     return protocol
 

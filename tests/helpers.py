@@ -1,0 +1,27 @@
+"""Hand-made protocols for exact tests."""
+
+from pathlib import Path
+
+import numpy as np
+import soundfile
+
+from audiotask.protocols.dcase import write_dcase_tsv
+from audiotask.testing.dummies import load_protocol, write_database_yml
+
+
+def handmade_protocol(root: Path, events: dict, *, duration: float = 4.0, sample_rate: int = 16000, name: str = "Hand", seed: int = 0):
+    """One protocol whose train and development subsets are the files of ``events``.
+
+    ``events`` maps a uri to its ``(onset, offset, label)`` rows.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for uri, file_events in events.items():
+        soundfile.write(root / f"{uri}.wav", (0.1 * rng.standard_normal(int(duration * sample_rate))).astype(np.float32), sample_rate, subtype="PCM_16")
+        rows.extend((f"{uri}.wav", *event) for event in file_events)
+    write_dcase_tsv(root / "labels.tsv", rows)
+    (root / "files.lst").write_text("".join(f"{uri}\n" for uri in events))
+    subset = {"uri": "files.lst", "annotation": "labels.tsv"}
+    write_database_yml(root / "database.yml", name, "Events", {"train": subset, "development": subset}, audio="{uri}.wav")
+    return load_protocol(root / "database.yml", f"{name}.SpeakerDiarization.Events")

@@ -1,0 +1,106 @@
+"""Targets are bit-exact on hand-made annotations, for both resolutions."""
+
+import numpy as np
+import pytest
+import torch
+
+from audiotask.models import Debug
+from audiotask.tasks import SoundEventDetection, VoiceActivityDetection
+from helpers import handmade_protocol
+
+EVENTS = {
+    "clip": [
+        (0.5, 1.5, "Dog"),
+        (1.0, 2.0, "Speech"),
+        (1.2, 1.8, "Dog"),  # overlaps the other Dog event: merged
+        (2.5, 3.5, "Cat"),  # crosses the end of the [1, 3) chunk
+    ]
+}
+CLASSES = ["Speech", "Dog", "Cat"]
+
+
+def prepared(task):
+    # 1600-sample hop at 16 kHz: 0.1 s frames, frame i centred at 0.1 i + 0.05
+    model = Debug(frame_hop=1600, task=task)
+    task.prepare_data()
+    task.setup("fit")
+    model.attach_specifications(task.specifications)
+    return task
+
+
+def expected_frames(ranges, num_frames=20):
+    y = np.zeros((num_frames, len(CLASSES)), dtype=np.uint8)
+    for class_index, (first, last) in ranges:
+        y[first:last, class_index] = 1
+    return y
+
+
+def test_frame_targets_are_exact(tmp_path):
+    protocol = handmade_protocol(tmp_path / "data", EVENTS)
+    task = prepared(SoundEventDetection(protocol, classes=CLASSES, resolution="frame", duration=2.0, num_workers=0, cache=tmp_path / "cache"))
+    train = task.metadata.subsets["train"]
+    y = task.target(train, 0, 1.0, 2.0)
+    # chunk [1, 3): Dog [0.5, 1.8) -> centres < 0.8 -> frames 0..7; Speech [1, 2) -> 0..9; Cat [2.5, 3.5) -> 15..19
+    np.testing.assert_array_equal(y, expected_frames([(1, (0, 8)), (0, (0, 10)), (2, (15, 20))]))
+    # chunk starting before the first event: onsets land where frame centres cross them
+    y = task.target(train, 0, 0.0, 2.0)
+    np.testing.assert_array_equal(y, expected_frames([(1, (5, 18)), (0, (10, 20))]))
+
+
+def test_chunk_targets_are_exact(tmp_path):
+    protocol = handmade_protocol(tmp_path / "data", EVENTS)
+    task = prepared(SoundEventDetection(protocol, classes=CLASSES, duration=2.0, num_workers=0, cache=tmp_path / "cache"))
+    train = task.metadata.subsets["train"]
+    np.testing.assert_array_equal(task.target(train, 0, 1.6, 0.8), [1, 1, 0])
+    # touching is not overlapping: Speech ends at 2.0, Cat starts at 2.5
+    np.testing.assert_array_equal(task.target(train, 0, 2.0, 0.5), [0, 0, 0])
+    np.testing.assert_array_equal(task.target(train, 0, 3.0, 1.0), [0, 0, 1])
+
+
+def test_classes_follow_the_declared_order_not_the_alphabet(tmp_path):
+    protocol = handmade_protocol(tmp_path / "data", EVENTS)
+    task = prepared(SoundEventDetection(protocol, classes=["Cat", "Speech", "Dog"], duration=2.0, num_workers=0, cache=tmp_path / "cache"))
+    assert task.specifications.classes == ["Cat", "Speech", "Dog"]
+    np.testing.assert_array_equal(task.target(task.metadata.subsets["train"], 0, 3.0, 1.0), [1, 0, 0])
+
+
+def test_unknown_labels_are_reported_not_mapped(tmp_path):
+    protocol = handmade_protocol(tmp_path / "data", {"clip": EVENTS["clip"] + [(0.0, 1.0, "Cow")]})
+    task = SoundEventDetection(protocol, classes=CLASSES, duration=2.0, num_workers=0, cache=tmp_path / "cache")
+    Debug(frame_hop=1600, task=task)
+    with pytest.warns(UserWarning, match="'Cow' \\(2 segments\\)"):  # train and development
+        task.prepare_data()
+
+
+def test_annotation_past_the_end_is_reported_and_clipped(tmp_path):
+    protocol = handmade_protocol(tmp_path / "data", {"clip": [(3.0, 4.5, "Dog")]})
+    task = SoundEventDetection(protocol, classes=CLASSES, duration=2.0, num_workers=0, cache=tmp_path / "cache")
+    Debug(frame_hop=1600, task=task)
+    with pytest.warns(UserWarning, match="'clip'.*end after the audio"):
+        task.prepare_data()
+    task.setup("fit")
+    assert task.metadata.subsets["train"].segment_end.max() == pytest.approx(4.0)
+
+
+def test_voice_activity_merges_all_labels(tmp_path):
+    protocol = handmade_protocol(tmp_path / "data", EVENTS)
+    task = prepared(VoiceActivityDetection(protocol, duration=2.0, num_workers=0, cache=tmp_path / "cache"))
+    y = task.target(task.metadata.subsets["train"], 0, 1.0, 2.0)
+    expected = np.zeros((20, 1), dtype=np.uint8)
+    expected[0:10] = 1  # Dog + Speech until 2.0
+    expected[15:20] = 1  # Cat
+    np.testing.assert_array_equal(y, expected)
+
+
+def test_warm_up_frames_are_excluded_from_the_loss(tmp_path):
+    protocol = handmade_protocol(tmp_path / "data", EVENTS)
+    task = prepared(VoiceActivityDetection(protocol, duration=2.0, warm_up=0.3, num_workers=0, cache=tmp_path / "cache"))
+    weight = task.frame_weight(20)
+    np.testing.assert_array_equal(weight.numpy(), [0, 0, 0] + [1] * 14 + [0, 0, 0])
+    # a loss that only differs in the warm-up frames is unchanged
+    y = torch.zeros(1, 20, 1)
+    good = torch.full((1, 20, 1), -5.0)
+    bad = good.clone()
+    bad[:, :3] = 5.0
+    bad[:, -3:] = 5.0
+    assert task.compute_loss(bad, y).item() == pytest.approx(task.compute_loss(good, y).item())
