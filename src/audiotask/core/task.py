@@ -33,7 +33,7 @@ class Task(pl.LightningDataModule):
 
     Parameters
     ----------
-    protocol : pyannote.database.Protocol
+    protocol : pyannote.database.Protocol, optional
     duration : float
         Training chunk duration, in seconds.
     min_duration : float, optional
@@ -61,8 +61,9 @@ class Task(pl.LightningDataModule):
         augmentation: Optional[Callable] = None,
     ):
         super().__init__()
-        self.protocol = prepare_protocol(protocol)
-        self.has_validation = has_subset(self.protocol, "development")
+        # a protocol-less task (synthetic data) is allowed: its hooks make the samples
+        self.protocol = None if protocol is None else prepare_protocol(protocol)
+        self.has_validation = protocol is not None and has_subset(self.protocol, "development")
         self.duration = float(duration)
         self.min_duration = self.duration if min_duration is None else float(min_duration)
         self.warm_up = (float(warm_up), float(warm_up)) if isinstance(warm_up, (int, float)) else tuple(warm_up)

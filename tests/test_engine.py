@@ -1,0 +1,219 @@
+"""The data pipeline: metadata cache, readers, resumable sampler, distinct streams."""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from pyannote.core import Segment
+
+from audiotask.core.metadata import ProtocolMetadata
+from audiotask.core.readers import CachedReader, FileReader
+from audiotask.core.sampler import BLOCK, ChunkSampler
+from audiotask.models import Debug
+from audiotask.tasks import SoundEventDetection, VoiceActivityDetection
+from audiotask.testing.dummies import load_protocol, make_sound_event_protocol
+from audiotask.utils.random import create_rng_for_worker
+
+
+def make_task(protocol, tmp_path, **kwargs):
+    options = dict(duration=2.0, batch_size=4, num_workers=0, cache=tmp_path / "cache")
+    options.update(kwargs)
+    task = SoundEventDetection(protocol, **options)
+    Debug(task=task)
+    return task
+
+
+def test_metadata_is_cached_and_invalidated_by_target_parameters(tiny_protocol, tmp_path):
+    task = make_task(tiny_protocol, tmp_path)
+    task.prepare_data()
+    folder = task.metadata_folder()
+    assert ProtocolMetadata.exists(folder)
+    # same parameters: same folder, reused
+    assert make_task(tiny_protocol, tmp_path).metadata_folder() == folder
+    # a changed duration or class list never reuses a stale cache
+    assert make_task(tiny_protocol, tmp_path, duration=3.0).metadata_folder() != folder
+    other_classes = make_task(tiny_protocol, tmp_path, classes=["Dog", "Speech"])
+    assert other_classes.metadata_folder() != folder
+    other_classes.prepare_data()
+    other_classes.setup("fit")
+    assert other_classes.metadata.classes == ["Dog", "Speech"]
+    assert set(np.unique(other_classes.metadata.subsets["train"].segment_class)) <= {0, 1}
+
+
+def test_metadata_cache_follows_the_annotation_files(tmp_path):
+    yml = make_sound_event_protocol(tmp_path / "data", name="Edited")
+    protocol = load_protocol(yml, "Edited.SpeakerDiarization.Events")
+    before = make_task(protocol, tmp_path).metadata_folder()
+    tsv = tmp_path / "data" / "train.tsv"
+    tsv.write_text(tsv.read_text().replace("Dog", "Speech"))
+    assert make_task(protocol, tmp_path).metadata_folder() != before
+
+
+def test_metadata_round_trip_and_segment_lookup(tiny_protocol, tmp_path):
+    task = make_task(tiny_protocol, tmp_path)
+    task.prepare_data()
+    task.setup("fit")
+    train = task.metadata.subsets["train"]
+    assert isinstance(train.segment_start, np.memmap)
+    files = list(tiny_protocol.train())
+    assert list(train.uri) == [f["uri"] for f in files]
+    np.testing.assert_allclose(train.duration, [f["duration"] for f in files])
+    classes = task.metadata.classes
+    rng = np.random.default_rng(0)
+    for index, file in enumerate(files):
+        for start in rng.uniform(-1, 6, size=20):
+            chunk = Segment(start, start + 1.5)
+            expected = sorted(
+                (s.start, s.end, classes.index(label))
+                for s, _, label in file["annotation"].itertracks(yield_label=True)
+                if s.end > chunk.start and s.start < chunk.end
+            )
+            starts, ends, cls = train.segments_in(index, chunk.start, chunk.end)
+            assert sorted(zip(starts, ends, cls)) == expected
+
+
+def test_cached_and_file_readers_agree(tiny_protocol, tmp_path):
+    task = make_task(tiny_protocol, tmp_path)
+    task.prepare_data()
+    task.setup("fit")
+    paths = task.metadata.subsets["train"].audio
+    direct = FileReader(paths, 16000)
+    for dtype, tolerance in (("int16", 1 / 32767), ("float16", 1e-3)):
+        cached = CachedReader(paths, 16000, tmp_path / "audio", dtype=dtype)
+        cached.prepare()
+        for file, start, duration in [(0, 0.0, 2.0), (1, 1.234, 1.5), (2, 5.0, 2.0), (0, -0.5, 1.0)]:
+            a, b = direct.crop(file, start, duration), cached.crop(file, start, duration)
+            assert a.shape == b.shape == (round(duration * 16000),)
+            np.testing.assert_allclose(a, b, atol=tolerance)
+
+
+def test_prepare_data_decodes_audio_once(tiny_protocol, tmp_path):
+    task = make_task(tiny_protocol, tmp_path, audio_cache="int16")
+    task.prepare_data()
+    entries = sorted((tmp_path / "cache" / "audio").glob("*.npy"))
+    assert len(entries) == 4  # 3 train + 1 development files
+    stamps = [e.stat().st_mtime_ns for e in entries]
+    make_task(tiny_protocol, tmp_path, audio_cache="int16").prepare_data()
+    assert [e.stat().st_mtime_ns for e in entries] == stamps
+
+
+def sampler(**kwargs):
+    regions = np.array([[0.0, 10.0], [2.0, 3.0], [0.0, 30.0]])
+    return ChunkSampler(regions, np.array([0, 0, 1]), 2.0, **kwargs)
+
+
+def take(iterator, n):
+    return [(c.file, c.start, c.duration) for c in itertools.islice(iterator, n)]
+
+
+def test_sampler_resumes_exactly_where_it_stopped():
+    reference = take(iter(sampler(seed=3)), 3000)
+    interrupted = sampler(seed=3)
+    stream = iter(interrupted)
+    assert take(stream, 1500) == reference[:1500]
+    state = interrupted.state_dict()
+    resumed = sampler(seed=0)
+    resumed.load_state_dict(state)
+    assert take(iter(resumed), 1500) == reference[1500:]
+
+
+def test_sampler_streams_differ_by_worker_rank_epoch_and_follow_the_seed():
+    base = take(iter(sampler(seed=1)), 100)
+    assert take(iter(sampler(seed=1)), 100) == base
+    for other in (dict(seed=2), dict(seed=1, worker=1), dict(seed=1, rank=1), dict(seed=1, epoch=1)):
+        assert take(iter(sampler(**other)), 100) != base
+
+
+def test_sampler_draws_inside_regions_weighted_by_duration():
+    chunks = take(iter(sampler(seed=0)), 4 * BLOCK)
+    files = np.array([c[0] for c in chunks])
+    starts = np.array([c[1] for c in chunks])
+    # file 1 holds 30 of the 41 annotated seconds
+    assert abs((files == 1).mean() - 30 / 41) < 0.03
+    assert starts[files == 1].max() <= 28.0 and starts.min() >= 0.0
+
+
+def test_sampler_with_min_duration_keeps_one_duration_per_batch():
+    chunks = take(iter(sampler(seed=0, min_duration=1.0, batch_size=8)), 64)
+    durations = np.array([c[2] for c in chunks]).reshape(8, 8)
+    assert (durations == durations[:, :1]).all()
+    assert len(np.unique(durations[:, 0])) == 8
+    assert ((durations >= 1.0) & (durations <= 2.0)).all()
+
+
+def test_balanced_groups_get_equal_shares():
+    regions = np.array([[0.0, 100.0], [0.0, 1.0]])
+    balanced = ChunkSampler(regions, np.array([0, 1]), 0.5, groups=["big", "small"], seed=0)
+    files = np.array([c[0] for c in take(iter(balanced), 2000)])
+    assert abs(files.mean() - 0.5) < 0.05
+
+
+def test_rng_for_worker_differs_per_worker_rank_epoch_and_follows_the_seed(monkeypatch):
+    def draws(**kwargs):
+        rng = create_rng_for_worker(kwargs.pop("epoch", 0), **kwargs)
+        return [rng.random() for _ in range(5)]
+
+    monkeypatch.setenv("PL_GLOBAL_SEED", "7")
+    base = draws(rank=0, worker=0)
+    assert draws(rank=0, worker=0) == base
+    assert draws(rank=0, worker=1) != base
+    assert draws(rank=1, worker=0) != base
+    assert draws(rank=0, worker=0, epoch=1) != base
+    monkeypatch.setenv("PL_GLOBAL_SEED", "8")
+    assert draws(rank=0, worker=0) != base
+
+
+def chunk_stream(task, num_batches):
+    loader = task.train_dataloader()
+    batches = list(itertools.islice(iter(loader), num_batches))
+    return torch.cat([b["X"] for b in batches])
+
+
+def test_two_dataloader_workers_never_yield_the_same_chunks(tiny_protocol, tmp_path):
+    import lightning
+
+    lightning.seed_everything(0)
+    task = make_task(tiny_protocol, tmp_path, num_workers=2, batch_size=4)
+    task.prepare_data()
+    task.setup("fit")
+    waveforms = chunk_stream(task, 4)  # batches alternate between the two workers
+    first_worker, second_worker = waveforms[0:4], waveforms[4:8]
+    assert not any(torch.equal(a, b) for a in first_worker for b in second_worker)
+    # the same seed gives the same stream
+    lightning.seed_everything(0)
+    assert torch.equal(chunk_stream(task, 4), waveforms)
+    lightning.seed_everything(1)
+    assert not torch.equal(chunk_stream(task, 4), waveforms)
+
+
+def test_simulated_ranks_never_yield_the_same_chunks(tiny_protocol, tmp_path):
+    task = make_task(tiny_protocol, tmp_path)
+    task.prepare_data()
+    task.setup("fit")
+    rank0 = take(iter(task.make_sampler(epoch=0, rank=0, worker=0)), 200)
+    rank1 = take(iter(task.make_sampler(epoch=0, rank=1, worker=0)), 200)
+    assert not set(rank0) & set(rank1)
+
+
+def test_task_resumes_its_training_stream_mid_epoch(tiny_protocol, tmp_path):
+    task = make_task(tiny_protocol, tmp_path)
+    task.prepare_data()
+    task.setup("fit")
+    full = [s["X"] for s in itertools.islice(task.train__iter__(), 10)]
+    reference = task.make_sampler(epoch=0)
+    list(itertools.islice(iter(reference), 6))
+    task.sampler_state = reference.state_dict()
+    resumed = [s["X"] for s in itertools.islice(task.train__iter__(), 4)]
+    assert all(torch.equal(a, b) for a, b in zip(resumed, full[6:]))
+
+
+def test_dataloader_works_outside_a_trainer(tiny_protocol, tmp_path):
+    task = make_task(tiny_protocol, tmp_path, resolution="frame")
+    task.prepare_data()
+    task.setup("fit")
+    task.model.attach_specifications(task.specifications)
+    batch = next(iter(task.train_dataloader()))
+    assert batch["X"].shape == (4, 1, 32000)
+    assert batch["y"].shape == (4, 125, 3)
+    assert batch["y"].dtype == torch.uint8
