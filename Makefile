@@ -11,7 +11,6 @@ $(BIN)/python:
 
 # torch first, pinned to the CPU build that lies on disk, so that nothing pulls a CUDA build.
 $(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e ".[test]"
 	touch $(STAMP)

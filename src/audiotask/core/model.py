@@ -168,7 +168,8 @@ class Model(pl.LightningModule):
         return self.task.validation_step(batch, batch_idx)
 
     def on_validation_epoch_end(self) -> None:
-        self.task.on_validation_epoch_end()
+        if self.task is not None:
+            self.task.on_validation_epoch_end()
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.parameters(), lr=1e-3)
