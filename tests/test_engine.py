@@ -217,3 +217,36 @@ def test_dataloader_works_outside_a_trainer(tiny_protocol, tmp_path):
     assert batch["X"].shape == (4, 1, 32000)
     assert batch["y"].shape == (4, 125, 3)
     assert batch["y"].dtype == torch.uint8
+
+
+class FakeAudiomentation:
+    """Mimics torch-audiomentations: keyword call, returns an object with ``.samples``."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, samples, sample_rate):
+        self.calls.append((tuple(samples.shape), sample_rate))
+        return type("ObjectDict", (), {"samples": samples * 0.0})()
+
+
+def test_augmentation_follows_the_torch_audiomentations_convention(tiny_protocol, tmp_path):
+    augmentation = FakeAudiomentation()
+    task = make_task(tiny_protocol, tmp_path, augmentation=augmentation, resolution="frame")
+    task.prepare_data()
+    task.setup("fit")
+    task.model.attach_specifications(task.specifications)
+    seen = []
+    task.model.forward = lambda x: (seen.append(x), torch.zeros(x.shape[0], 125, 3))[1]
+    task.model.log = lambda *args, **kwargs: None
+    task.training_step(next(iter(task.train_dataloader())), 0)
+    assert augmentation.calls == [((4, 1, 32000), 16000)]
+    assert not seen[0].any()  # the model saw the augmented (silenced) batch
+
+
+def test_plain_callable_augmentation_and_shape_check(tiny_protocol, tmp_path):
+    task = make_task(tiny_protocol, tmp_path, augmentation=lambda waveforms: waveforms[..., :100])
+    task.prepare_data()
+    task.setup("fit")
+    with pytest.raises(ValueError, match="augmentation must return waveforms of shape"):
+        task.augment(torch.zeros(2, 1, 1000))

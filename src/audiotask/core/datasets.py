@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch.utils.data import Dataset, IterableDataset
 
@@ -45,15 +47,24 @@ def collate_samples(samples: list[dict]) -> dict[str, torch.Tensor]:
     return {key: torch.stack([as_tensor(sample[key]) for sample in samples]) for key in keys}
 
 
+def accepts_keyword(function, name: str) -> bool:
+    """Whether ``function`` (or its ``forward``, for modules) takes a ``name`` argument."""
+    target = getattr(function, "forward", function)
+    try:
+        return name in inspect.signature(target).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def apply_augmentation(augmentation, waveforms: torch.Tensor, sample_rate: int) -> torch.Tensor:
     """Apply a callable on (batch, channels, samples) waveforms.
 
     Accepts the torch-audiomentations calling convention (``samples=``, ``sample_rate=``,
     returning a tensor or an object with ``.samples``) and plain ``f(waveforms)`` callables.
     """
-    try:
+    if accepts_keyword(augmentation, "samples"):
         augmented = augmentation(samples=waveforms, sample_rate=sample_rate)
-    except TypeError:
+    else:
         augmented = augmentation(waveforms)
     augmented = getattr(augmented, "samples", augmented)
     if not isinstance(augmented, torch.Tensor) or augmented.shape != waveforms.shape:
