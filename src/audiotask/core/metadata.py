@@ -17,7 +17,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable
 
 import numpy as np
 

@@ -14,7 +14,6 @@ from typing import Any, Optional
 
 import lightning.pytorch as pl
 import torch
-import torch.nn as nn
 
 from audiotask.core.audio import Audio
 from audiotask.core.frames import Frames
