@@ -11,7 +11,7 @@ from audiotask.core.metadata import ProtocolMetadata
 from audiotask.core.readers import CachedReader, FileReader
 from audiotask.core.sampler import BLOCK, ChunkSampler
 from audiotask.models import Debug
-from audiotask.tasks import SoundEventDetection, VoiceActivityDetection
+from audiotask.tasks import SoundEventDetection
 from audiotask.testing.dummies import load_protocol, make_sound_event_protocol
 from audiotask.utils.random import create_rng_for_worker
 
