@@ -1,0 +1,182 @@
+"""Sliding-window aggregation: where chunks start, how their frames are weighted, overlap-add.
+
+Pure, vectorised numpy functions. Times are in seconds; the frame grid is a model's
+:class:`~audiotask.core.frames.Frames`. Frame ``f`` of the chunk starting at ``start``
+seconds is frame ``round(start / frames.step) + f`` of the file, so chunk starts must lie
+on the frame grid (multiples of ``frames.step``); :func:`overlap_add` checks it.
+"""
+
+from __future__ import annotations
+
+from typing import Tuple
+
+import numpy as np
+
+from audiotask.core.frames import Frames, num_chunks
+
+#: weight of a frame inside a warm-up region: it only counts where no other chunk's
+#: non-warm-up frame covers the same time (file edges), as in pyannote.audio
+WARM_UP_EPSILON = 1e-12
+
+WINDOWS = ("hamming", "uniform")
+
+# how far (in frames) a chunk start may sit from the frame grid before it is an error
+_GRID_TOLERANCE = 1e-6
+
+
+def chunk_starts(total_duration: float, *, duration: float, step: float) -> np.ndarray:
+    """Start times of the ``duration``-long windows, hopped by ``step``, that cover a file.
+
+    Parameters
+    ----------
+    total_duration : float
+        Duration of the file, in seconds.
+    duration, step : float
+        Window duration and hop, in seconds (``0 < step``).
+
+    Returns
+    -------
+    starts : (num_chunks,) float64 array, in seconds
+        ``0, step, 2 * step, ...``; the last window ends at or after ``total_duration``.
+        A file no longer than one window gets a single window starting at 0.
+    """
+    if not step > 0:
+        raise ValueError(f"chunk_starts: step must be positive, got {step}.")
+    if not duration > 0:
+        raise ValueError(f"chunk_starts: duration must be positive, got {duration}.")
+    return np.arange(num_chunks(total_duration, duration, step), dtype=np.float64) * step
+
+
+def frame_weights(
+    num_frames: int,
+    *,
+    frames: Frames,
+    duration: float,
+    warm_up: Tuple[float, float] = (0.0, 0.0),
+    window: str = "hamming",
+) -> np.ndarray:
+    """Weight of each frame of a chunk in the overlap-add average.
+
+    Parameters
+    ----------
+    num_frames : int
+        Frames per chunk (model output).
+    frames : Frames
+        The model's frame grid (frame centres decide warm-up membership).
+    duration : float
+        Chunk duration, in seconds.
+    warm_up : (float, float)
+        Seconds at the left and right of the chunk where the model lacks context. A frame
+        whose centre lies before ``warm_up[0]`` or at/after ``duration - warm_up[1]`` is
+        multiplied by :data:`WARM_UP_EPSILON` (the same rule the training loss uses to mask it).
+    window : "hamming" or "uniform"
+        Hamming favours chunk centres over chunk edges; uniform gives every frame weight 1.
+
+    Returns
+    -------
+    weights : (num_frames,) float64 array, all strictly positive
+    """
+    if window == "hamming":
+        # np.hamming never reaches 0 (ends at 0.08), so every frame keeps some weight
+        weights = np.hamming(num_frames)
+    elif window == "uniform":
+        weights = np.ones(num_frames)
+    else:
+        raise ValueError(f"frame_weights: window must be one of {WINDOWS}, got {window!r}.")
+    left, right = warm_up
+    if left < 0 or right < 0:
+        raise ValueError(f"frame_weights: warm_up must be non-negative, got {warm_up}.")
+    centres = frames.centers(num_frames)
+    in_warm_up = (centres < left) | (centres >= duration - right)
+    return np.where(in_warm_up, weights * WARM_UP_EPSILON, weights)
+
+
+def frame_offsets(starts: np.ndarray, *, frames: Frames) -> np.ndarray:
+    """Global index of frame 0 of each chunk, ``(chunks,)`` int64, from starts in seconds.
+
+    Raises ValueError when a start is not on the frame grid (a multiple of ``frames.step``),
+    because chunk frames would then straddle two file frames.
+    """
+    position = np.asarray(starts, dtype=np.float64) / frames.step
+    offsets = np.round(position)
+    misaligned = np.abs(position - offsets) > _GRID_TOLERANCE
+    if np.any(misaligned):
+        bad = np.asarray(starts)[misaligned][:3]
+        raise ValueError(
+            f"Chunk starts {bad.tolist()} s are not multiples of the frame step {frames.step} s: "
+            "choose a step that is a whole number of frames."
+        )
+    return offsets.astype(np.int64)
+
+
+def _flat_indices(offsets: np.ndarray, num_frames: int, num_output_frames: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Global frame index of every (chunk, frame) pair, flattened, and which are in range."""
+    indices = (offsets[:, None] + np.arange(num_frames)[None, :]).reshape(-1)
+    return indices, (indices >= 0) & (indices < num_output_frames)
+
+
+def coverage(
+    starts: np.ndarray, *, num_frames: int, frames: Frames, weights: np.ndarray, num_output_frames: int
+) -> np.ndarray:
+    """Total weight that chunks put on each file frame, ``(num_output_frames,)``.
+
+    Zero where no chunk covers a frame; :func:`overlap_add` returns 0 there.
+    ``weights`` is ``(num_frames,)``, as from :func:`frame_weights`.
+    """
+    offsets = frame_offsets(starts, frames=frames)
+    indices, keep = _flat_indices(offsets, num_frames, num_output_frames)
+    flat_weights = np.broadcast_to(np.asarray(weights, dtype=np.float64), (len(offsets), num_frames)).reshape(-1)
+    return np.bincount(indices[keep], weights=flat_weights[keep], minlength=num_output_frames)
+
+
+def overlap_add(
+    chunk_scores: np.ndarray,
+    starts: np.ndarray,
+    *,
+    frames: Frames,
+    weights: np.ndarray,
+    num_output_frames: int,
+) -> np.ndarray:
+    """Weighted average of overlapping chunk frames on the file's frame grid.
+
+    Parameters
+    ----------
+    chunk_scores : (chunks, frames, classes) array
+        Scores of each chunk, frame by frame.
+    starts : (chunks,) array, seconds
+        Chunk start times; multiples of ``frames.step`` (checked).
+    frames : Frames
+        Frame grid shared by the chunks and the file.
+    weights : (frames,) array
+        Weight of each chunk frame (:func:`frame_weights`); must be non-negative.
+    num_output_frames : int
+        Frames of the file; chunk frames past it (padding) are dropped.
+
+    Returns
+    -------
+    scores : (num_output_frames, classes) float64 array
+        ``sum_c w[f_c] * chunk_scores[c, f_c] / sum_c w[f_c]`` over the chunks ``c`` covering
+        each file frame; 0 where no chunk covers it (see :func:`coverage` for the mask).
+    """
+    chunk_scores = np.asarray(chunk_scores, dtype=np.float64)
+    if chunk_scores.ndim != 3:
+        raise ValueError(f"overlap_add: chunk_scores must be (chunks, frames, classes), got {chunk_scores.shape}.")
+    num_chunks_, num_frames, num_classes = chunk_scores.shape
+    weights = np.asarray(weights, dtype=np.float64)
+    if weights.shape != (num_frames,):
+        raise ValueError(f"overlap_add: weights must be ({num_frames},), got {weights.shape}.")
+    if np.shape(starts) != (num_chunks_,):
+        raise ValueError(f"overlap_add: starts must be ({num_chunks_},), got {np.shape(starts)}.")
+
+    offsets = frame_offsets(starts, frames=frames)
+    indices, keep = _flat_indices(offsets, num_frames, num_output_frames)
+    weighted = (chunk_scores * weights[None, :, None]).reshape(-1, num_classes)
+    total = np.zeros((num_output_frames, num_classes))
+    # unbuffered scatter-add: several chunks add into the same file frame
+    np.add.at(total, indices[keep], weighted[keep])
+    weight_sum = coverage(
+        starts, num_frames=num_frames, frames=frames, weights=weights, num_output_frames=num_output_frames
+    )
+    covered = weight_sum > 0
+    total[covered] /= weight_sum[covered, None]
+    return total
