@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Callable, Literal, Optional, Tuple, Union
+from typing import Callable, Literal, Optional, Union
 
 import numpy as np
 import torch
@@ -19,7 +19,7 @@ from audiotask.core.frames import Frames
 from audiotask.core.metadata import ProtocolMetadata, SubsetMetadata, build_subset
 from audiotask.core.readers import CachedReader, FileReader
 from audiotask.core.sampler import ChunkSampler
-from audiotask.core.specifications import Resolution, Specifications
+from audiotask.core.specifications import Problem, Resolution, Specifications
 from audiotask.core.targets import chunk_targets, frame_targets
 from audiotask.core.task import Task
 from audiotask.protocols.files import iter_subset
@@ -35,8 +35,8 @@ def default_cache_root() -> Path:
 class AnnotatedTask(Task):
     """Task engine: prepared metadata, seeded sampler, swappable reader, target builder.
 
-    Parameters (beyond ``Task``'s)
-    ------------------------------
+    Parameters (``duration``, ``warm_up``, ``batch_size``... are ``Task``'s)
+    -------------------------------------------------------------------------
     cache : str or Path, optional
         Cache folder for prepared metadata and decoded audio; defaults to
         ``$AUDIOTASK_CACHE`` or ``~/.cache/audiotask``.
@@ -47,23 +47,19 @@ class AnnotatedTask(Task):
         Protocol key (e.g. "database") whose values get equal shares of training chunks.
     """
 
+    problem: Problem
     resolution: Resolution = Resolution.FRAME
 
     def __init__(
         self,
         protocol,
-        duration: float = 2.0,
-        min_duration: Optional[float] = None,
-        warm_up: Union[float, Tuple[float, float]] = 0.0,
-        batch_size: int = 32,
-        num_workers: Optional[int] = None,
-        pin_memory: bool = False,
-        augmentation: Optional[Callable] = None,
+        *,
         cache: Optional[Union[str, Path]] = None,
         audio_cache: Optional[Literal["int16", "float16"]] = "int16",
         balance: Optional[str] = None,
+        **task_options,
     ):
-        super().__init__(protocol, duration, min_duration, warm_up, batch_size, num_workers, pin_memory, augmentation)
+        super().__init__(protocol, **task_options)
         self.cache = Path(cache) if cache is not None else default_cache_root()
         self.audio_cache = audio_cache
         self.balance = balance
@@ -81,7 +77,15 @@ class AnnotatedTask(Task):
         return lambda label: position.get(label, -1)
 
     def make_specifications(self, classes: list[str]) -> Specifications:
-        raise NotImplementedError
+        """The task's problem and resolution, with its chunk duration, warm-up and classes."""
+        return Specifications(
+            problem=self.problem,
+            resolution=self.resolution,
+            duration=self.duration,
+            min_duration=self.min_duration,
+            warm_up=self.warm_up,
+            classes=classes,
+        )
 
     def target_parameters(self) -> dict:
         """Everything that changes the prepared metadata (part of its cache key)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 from audiotask.core.annotated_task import AnnotatedTask
-from audiotask.core.specifications import Problem, Resolution, Specifications
+from audiotask.core.specifications import Problem, Resolution
 
 #: The ten classes of DCASE's domestic sound event detection task (DESED).
 DCASE_CLASSES = [
@@ -31,6 +31,8 @@ class SoundEventDetection(AnnotatedTask):
         See :class:`~audiotask.core.annotated_task.AnnotatedTask`.
     """
 
+    problem = Problem.MULTI_LABEL_CLASSIFICATION
+
     def __init__(
         self,
         protocol,
@@ -48,13 +50,3 @@ class SoundEventDetection(AnnotatedTask):
 
     def target_parameters(self) -> dict:
         return {**super().target_parameters(), "resolution": self.resolution.value}
-
-    def make_specifications(self, classes: list[str]) -> Specifications:
-        return Specifications(
-            problem=Problem.MULTI_LABEL_CLASSIFICATION,
-            resolution=self.resolution,
-            duration=self.duration,
-            min_duration=self.min_duration,
-            warm_up=self.warm_up,
-            classes=classes,
-        )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Callable
 
 from audiotask.core.annotated_task import AnnotatedTask
-from audiotask.core.specifications import Problem, Resolution, Specifications
+from audiotask.core.specifications import Problem, Resolution
 
 
 class VoiceActivityDetection(AnnotatedTask):
@@ -16,19 +16,11 @@ class VoiceActivityDetection(AnnotatedTask):
     """
 
     CLASSES = ["speech"]
+    problem = Problem.BINARY_CLASSIFICATION
+    resolution = Resolution.FRAME
 
     def known_classes(self) -> list[str]:
         return list(self.CLASSES)
 
     def label_index(self, classes: list[str]) -> Callable[[str], int]:
         return lambda label: 0
-
-    def make_specifications(self, classes: list[str]) -> Specifications:
-        return Specifications(
-            problem=Problem.BINARY_CLASSIFICATION,
-            resolution=Resolution.FRAME,
-            duration=self.duration,
-            min_duration=self.min_duration,
-            warm_up=self.warm_up,
-            classes=classes,
-        )
