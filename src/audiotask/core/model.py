@@ -59,6 +59,8 @@ class Model(pl.LightningModule):
     """
 
     frame_hop: Optional[int] = None
+    #: Adam's learning rate in the default ``configure_optimizers``; set it on an instance to change it
+    learning_rate: float = 1e-3
 
     def __init__(self, sample_rate: int = 16000, num_channels: int = 1, task=None):
         super().__init__()
@@ -171,7 +173,7 @@ class Model(pl.LightningModule):
             self.task.on_validation_epoch_end()
 
     def configure_optimizers(self):
-        return torch.optim.Adam(self.parameters(), lr=1e-3)
+        return torch.optim.Adam(self.parameters(), lr=self.learning_rate)
 
     # ---- saving and loading: arguments plus weights, never a pickle ---------------
     def manifest(self) -> dict[str, Any]:
