@@ -1,0 +1,109 @@
+"""Evaluate detections against a reference.
+
+Sound event detection (--task sed, the default): REFERENCE and PREDICTIONS are DCASE TSV
+files (filename, onset, offset, event_label); event-based, segment-based and
+intersection-based F1 are computed from the detections, PSDS1 and PSDS2 from the frame
+scores when --scores gives the folder `audiotask apply` wrote them to. File durations come
+from --durations (filename<TAB>duration) or from the audio files under --audio.
+
+Voice activity detection (--task vad): REFERENCE and PREDICTIONS are RTTM (or DCASE TSV)
+files; the detection error rate is computed (no collar).
+
+example:
+  audiotask evaluate data/metadata/test.tsv predictions/detections.tsv \\
+      --durations data/metadata/test_durations.tsv --scores predictions/scores
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from audiotask.cli.common import CommandError, audio_durations, read_durations
+
+HELP = "evaluate detections against a reference"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("reference", type=Path, help="reference events (DCASE TSV; RTTM for --task vad)")
+    parser.add_argument("predictions", type=Path, help="detected events (DCASE TSV; RTTM for --task vad)")
+    parser.add_argument("--task", choices=("sed", "vad"), default="sed", help="default: %(default)s")
+    parser.add_argument("--durations", type=Path, metavar="TSV", help="file durations: filename<TAB>seconds")
+    parser.add_argument("--audio", type=Path, metavar="DIR", help="folder of the reference audio (durations read from it)")
+    parser.add_argument("--scores", type=Path, metavar="DIR", help="sed: frame scores from `audiotask apply` (PSDS)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+
+
+def read_annotations(path: Path) -> dict:
+    """``{uri: pyannote.core.Annotation}`` from an RTTM or DCASE TSV file."""
+    if not path.is_file():
+        raise CommandError(f"no such file: {path}")
+    if path.suffix.lower() == ".rttm":
+        from pyannote.database.util import load_rttm
+
+        return load_rttm(str(path))
+    from audiotask.protocols.dcase import read_dcase_tsv
+
+    return read_dcase_tsv(path)
+
+
+def evaluate_vad(args: argparse.Namespace) -> dict:
+    """Detection error rate of ``args.predictions`` against ``args.reference``."""
+    from pyannote.core import Segment, Timeline
+
+    from audiotask.metrics.voice_activity import detection_error_rate
+
+    if args.scores is not None:
+        raise CommandError("--scores applies to --task sed only")
+    references, hypotheses = read_annotations(args.reference), read_annotations(args.predictions)
+    uems = None
+    if args.durations is not None:
+        # durations by uri: RTTM files name files by uri, not by filename
+        durations = {Path(name).stem: seconds for name, seconds in read_durations(args.durations).items()}
+        uems = {uri: Timeline([Segment(0.0, durations[uri])], uri=uri) for uri in references if uri in durations}
+    return detection_error_rate(references, hypotheses, uems=uems)
+
+
+def sed_durations(args: argparse.Namespace, filenames) -> dict:
+    """File durations from --durations, or from the audio under --audio; an error otherwise."""
+    if args.durations is not None:
+        if not args.durations.is_file():
+            raise CommandError(f"no such file: {args.durations}")
+        return read_durations(args.durations)
+    if args.audio is not None:
+        return audio_durations(args.audio, filenames)
+    raise CommandError(
+        "file durations are needed: give --durations FILE (filename<TAB>seconds) "
+        "or --audio DIR (the folder of the reference audio)"
+    )
+
+
+def evaluate_sed(args: argparse.Namespace) -> dict:
+    """Event / segment / intersection F1 of the detections, PSDS of the scores when given."""
+    from audiotask.inference.formats import read_events_tsv, read_scores
+    from audiotask.metrics.sound_events import evaluate_sound_events
+
+    for path in (args.reference, args.predictions):
+        if not path.is_file():
+            raise CommandError(f"no such file: {path}")
+    ground_truth = read_events_tsv(args.reference)
+    detections = read_events_tsv(args.predictions)
+    scores = None
+    if args.scores is not None:
+        if not args.scores.is_dir():
+            raise CommandError(f"no such folder: {args.scores}")
+        scores = read_scores(args.scores)
+    durations = sed_durations(args, ground_truth)
+    return evaluate_sound_events(ground_truth, durations, detections=detections, scores=scores)
+
+
+def run(args: argparse.Namespace) -> int:
+    results = evaluate_vad(args) if args.task == "vad" else evaluate_sed(args)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        from audiotask.metrics.sound_events import format_table
+
+        print(format_table(results))
+    return 0

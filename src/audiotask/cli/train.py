@@ -1,0 +1,118 @@
+"""Train a model on a pyannote.database protocol.
+
+Writes, under --output: checkpoints/ (Lightning checkpoints), metrics.csv (training and
+validation metrics, one row per logging step) and model/ (the kept model, to load with
+Model.from_pretrained or to pass to `audiotask apply`).
+
+example:
+  audiotask train --database data/database.yml \\
+      --protocol AudiotaskDemo.SpeakerDiarization.SoundEvents --task sed --resolution frame \\
+      --model CRNN --model-option 'channels=[16,32,64]' --duration 10 --epochs 20 --output run
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from audiotask.cli.common import CommandError, parse_classes, parse_options, quiet_warnings
+
+HELP = "train a model on a protocol"
+MODELS = ("CRNN", "Debug")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    data = parser.add_argument_group("data")
+    data.add_argument("--database", action="append", default=[], metavar="YML",
+                      help="pyannote.database configuration (repeatable; default: $PYANNOTE_DATABASE_CONFIG)")
+    data.add_argument("--protocol", required=True, help="protocol name, e.g. MyDatabase.SpeakerDiarization.MyProtocol")
+    data.add_argument("--cache", type=Path, metavar="DIR", help="cache folder for metadata and decoded audio "
+                      "(default: $AUDIOTASK_CACHE or ~/.cache/audiotask)")
+    task = parser.add_argument_group("task")
+    task.add_argument("--task", choices=("sed", "vad"), default="sed",
+                      help="sound event detection or voice activity detection (default: %(default)s)")
+    task.add_argument("--resolution", choices=("frame", "chunk"),
+                      help="sed only: one decision per frame (strong labels) or per chunk (default: chunk)")
+    task.add_argument("--classes", help="sed only: comma-separated class names, in output order "
+                      "(default: the labels of the training set, sorted)")
+    task.add_argument("--duration", type=float, help="training chunk duration in seconds (default: the task's)")
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", choices=MODELS, default="CRNN", help="architecture (default: %(default)s)")
+    model.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
+                       help="architecture argument, VALUE read as JSON (repeatable), e.g. hidden_size=32")
+    training = parser.add_argument_group("training")
+    training.add_argument("--epochs", type=int, help="number of epochs (default: 10 unless --max-steps is given)")
+    training.add_argument("--max-steps", type=int, help="stop after this many optimiser steps")
+    training.add_argument("--batch-size", type=int, default=32, help="default: %(default)s")
+    training.add_argument("--num-workers", type=int, help="dataloader workers (default: half the CPU cores)")
+    training.add_argument("--learning-rate", type=float, help="Adam learning rate (default: the model's, 1e-3)")
+    training.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    training.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    parser.add_argument("--output", type=Path, required=True, metavar="DIR", help="output folder")
+
+
+def load_protocol(databases: list[str], name: str):
+    """Protocol ``name`` from the ``database.yml`` files ``databases`` (plus pyannote's defaults)."""
+    from pyannote.database import FileFinder, registry
+
+    for database in databases:
+        if not Path(database).is_file():
+            raise CommandError(f"no such database file: {database}")
+        registry.load_database(str(database))
+    try:
+        return registry.get_protocol(name, preprocessors={"audio": FileFinder()})
+    except (KeyError, ValueError) as error:  # pyannote.database raises either, by what is missing
+        raise CommandError(f"unknown protocol {name!r} ({error}): check --protocol and --database") from None
+
+
+def make_task(args: argparse.Namespace, protocol):
+    """The task of ``args``: options that do not apply to it are refused, not ignored."""
+    options = dict(batch_size=args.batch_size, cache=args.cache)
+    if args.duration is not None:
+        options["duration"] = args.duration
+    if args.num_workers is not None:
+        options["num_workers"] = args.num_workers
+    if args.task == "vad":
+        if args.resolution is not None or args.classes is not None:
+            raise CommandError("--resolution and --classes apply to --task sed only")
+        from audiotask.tasks import VoiceActivityDetection
+
+        return VoiceActivityDetection(protocol, **options)
+    from audiotask.tasks import SoundEventDetection
+
+    return SoundEventDetection(
+        protocol, classes=parse_classes(args.classes), resolution=args.resolution or "chunk", **options
+    )
+
+
+def make_model(args: argparse.Namespace, task):
+    """The architecture of ``args`` with its ``--model-option`` arguments, the task attached."""
+    import audiotask.models
+
+    options = parse_options(args.model_option)
+    try:
+        return getattr(audiotask.models, args.model)(task=task, **options)
+    except TypeError as error:  # an unknown keyword: say which model refused it
+        raise CommandError(f"--model-option for {args.model}: {error}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    import lightning.pytorch as pl
+
+    from audiotask.training import fit, set_learning_rate
+
+    quiet_warnings()
+    pl.seed_everything(args.seed, workers=True)
+    protocol = load_protocol(args.database, args.protocol)
+    task = make_task(args, protocol)
+    model = make_model(args, task)
+    if args.learning_rate is not None:
+        set_learning_rate(model, args.learning_rate)
+    epochs = 10 if args.epochs is None and args.max_steps is None else args.epochs
+    result = fit(model, args.output, max_epochs=epochs, max_steps=args.max_steps, progress=args.progress)
+    print(f"model:       {result.model}")
+    print(f"checkpoints: {result.checkpoints}")
+    print(f"metrics:     {result.metrics}")
+    if result.monitored is not None:
+        print(f"kept the checkpoint with the best {result.monitored} ({result.best_score:.4f}): {result.checkpoint}")
+    return 0
