@@ -15,12 +15,13 @@ from typing import Callable, Literal, Optional, Union
 import numpy as np
 import torch
 
-from audiotask.core.frames import Frames
+from audiotask.core.batches import collate_rows, new_batch_buffer
+from audiotask.core.frames import Frames, seconds_to_samples
 from audiotask.core.metadata import ProtocolMetadata, SubsetMetadata, build_subset
 from audiotask.core.readers import CachedReader, FileReader
 from audiotask.core.sampler import ChunkSampler
 from audiotask.core.specifications import Problem, Resolution, Specifications
-from audiotask.core.targets import chunk_targets, frame_targets
+from audiotask.core.targets import chunk_targets_batch, frame_targets_batch
 from audiotask.core.task import Task
 from audiotask.protocols.files import iter_subset
 from audiotask.protocols.fingerprint import protocol_fingerprint
@@ -171,18 +172,48 @@ class AnnotatedTask(Task):
 
     def target(self, subset: SubsetMetadata, file: int, start: float, duration: float) -> np.ndarray:
         """Target of a chunk: (frames, classes) for FRAME, (classes,) for CHUNK resolution."""
-        starts, ends, classes = subset.segments_in(file, start, start + duration)
+        return self.targets(subset, np.array([file]), np.array([start]), duration)[0]
+
+    def targets(self, subset: SubsetMetadata, files: np.ndarray, starts: np.ndarray, duration: float) -> np.ndarray:
+        """Targets of chunks of one duration: (chunks, frames, classes) for FRAME, (chunks,
+        classes) for CHUNK resolution; one vectorised pass over all their segments."""
+        found = [subset.segments_in(int(file), float(start), float(start) + duration) for file, start in zip(files, starts)]
+        chunk = np.repeat(np.arange(len(found)), [len(segment_starts) for segment_starts, _, _ in found])
+        segment_starts, segment_ends, classes = (np.concatenate(column) for column in zip(*found))
         num_classes = len(self.metadata.classes)
         if self.specifications.resolution is Resolution.CHUNK:
-            return chunk_targets(starts, ends, classes, num_classes=num_classes)
+            return chunk_targets_batch(chunk, segment_starts, segment_ends, classes, num_chunks=len(found), num_classes=num_classes)
+        # segment times relative to the start of their chunk
+        offset = np.asarray(starts, dtype=np.float64)[chunk]
         frames = self.output_frames()
-        num_frames = frames.num_frames_for_duration(duration, self.sample_rate)
-        return frame_targets(starts - start, ends - start, classes, frames=frames, num_frames=num_frames, num_classes=num_classes)
+        return frame_targets_batch(
+            chunk, segment_starts - offset, segment_ends - offset, classes, frames=frames, num_chunks=len(found),
+            num_frames=frames.num_frames_for_duration(duration, self.sample_rate), num_classes=num_classes,
+        )
 
     def sample(self, name: str, file: int, start: float, duration: float) -> dict:
         subset = self.metadata.subsets[name]
         waveform = self.reader(name).crop(file, start, duration)
         return {"X": torch.from_numpy(waveform)[None], "y": torch.from_numpy(self.target(subset, file, start, duration))}
+
+    def make_batch(self, name: str, files: np.ndarray, starts: np.ndarray, duration: float) -> dict:
+        """Chunks of one duration as a batch: "X" (chunks, 1, samples), "y" (chunks, ...).
+
+        Waveforms are decoded straight into the batch (no per-chunk array, no stacking).
+        """
+        files, starts = np.asarray(files, dtype=np.int64), np.asarray(starts, dtype=np.float64)
+        targets = self.targets(self.metadata.subsets[name], files, starts, duration)
+        X = new_batch_buffer((len(files), 1, seconds_to_samples(duration, self.sample_rate)), torch.float32)
+        y = new_batch_buffer(targets.shape, torch.uint8)
+        y.numpy()[...] = targets
+        waveforms, reader = X.numpy(), self.reader(name)
+        for row, (file, start) in enumerate(zip(files.tolist(), starts.tolist())):
+            reader.crop(file, start, duration, out=waveforms[row, 0])
+        return {"X": X, "y": y}
+
+    def collate_fn(self, samples):
+        """Batch samples: the rows of one ``make_batch`` are handed back as it, without a copy."""
+        return collate_rows(samples) or super().collate_fn(samples)
 
     # ---- training samples ------------------------------------------------------------
     def make_sampler(self, epoch: int = 0, rank: Optional[int] = None, worker: Optional[int] = None) -> ChunkSampler:
@@ -211,8 +242,16 @@ class AnnotatedTask(Task):
         if self.sampler_state is not None:  # resume mid-epoch exactly where a saved run stopped
             sampler.load_state_dict(self.sampler_state)
             self.sampler_state = None
-        for chunk in sampler:
-            yield self.sample("train", chunk.file, chunk.start, chunk.duration)
+        if type(self).sample is not AnnotatedTask.sample or type(self).target is not AnnotatedTask.target:
+            for chunk in sampler:  # a subclass's own samples, one by one
+                yield self.sample("train", chunk.file, chunk.start, chunk.duration)
+            return
+        while True:
+            # up to the end of the batch the sampler is in: its chunks share one duration
+            files, starts, durations = sampler.take(self.batch_size - sampler.position % self.batch_size)
+            batch = self.make_batch("train", files, starts, float(durations[0]))
+            for row in range(len(files)):
+                yield {key: value[row] for key, value in batch.items()}
 
     def train__len__(self) -> int:
         train = self.metadata.subsets["train"]

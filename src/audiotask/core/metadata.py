@@ -45,16 +45,24 @@ class SubsetMetadata:
         """(regions, 2) annotated regions of file ``file_index``."""
         return self.annotated[self.annotated_offsets[file_index] : self.annotated_offsets[file_index + 1]]
 
+    def __post_init__(self):
+        # plain ndarray views for lookups: slicing an np.memmap costs Python calls per slice
+        # (the arrays are never reassigned after construction, so the views stay current)
+        self._lookup = tuple(
+            np.asarray(array)
+            for array in (self.segment_offsets, self.segment_start, self.segment_end, self.segment_end_max, self.segment_class)
+        )
+
     def segments_in(self, file_index: int, start: float, end: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(starts, ends, classes)`` of the segments of a file that overlap ``[start, end)``."""
-        first, last = self.segment_offsets[file_index], self.segment_offsets[file_index + 1]
+        offsets, starts, ends, ends_max, classes = self._lookup
+        first, last = int(offsets[file_index]), int(offsets[file_index + 1])
         # segments starting before `end`: a prefix of the file's (start-sorted) segments
-        stop = first + np.searchsorted(self.segment_start[first:last], end, side="left")
+        stop = first + int(starts[first:last].searchsorted(end, side="left"))
         # segments whose running max end exceeds `start`: a suffix; only those can overlap
-        begin = first + np.searchsorted(self.segment_end_max[first:stop], start, side="right")
-        ends = self.segment_end[begin:stop]
-        keep = ends > start
-        return self.segment_start[begin:stop][keep], ends[keep], self.segment_class[begin:stop][keep]
+        begin = first + int(ends_max[first:stop].searchsorted(start, side="right"))
+        keep = ends[begin:stop] > start
+        return starts[begin:stop][keep], ends[begin:stop][keep], classes[begin:stop][keep]
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)

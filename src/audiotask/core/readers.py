@@ -10,15 +10,37 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
+import soundfile
+import torch
 
-from audiotask.core.audio import Audio
+from audiotask.core.audio import Audio, AudioError
 from audiotask.core.frames import seconds_to_samples
 
 CACHE_DTYPES = {"int16": np.int16, "float16": np.float16}
 INT16_SCALE = 32767.0
+#: libsndfile's float normalisation of 16-bit PCM
+PCM16_SCALE = np.float32(2.0**-15)
+
+
+def _output(out: Optional[np.ndarray], num_samples: int, reader: str) -> np.ndarray:
+    """``out`` checked to be ``(num_samples,)`` float32, or a new such array."""
+    if out is None:
+        return np.empty(num_samples, dtype=np.float32)
+    if out.shape != (num_samples,) or out.dtype != np.float32:
+        raise ValueError(f"{reader}.crop: out must be ({num_samples},) float32, got {out.shape} {out.dtype}.")
+    return out
+
+
+def _pad(out: np.ndarray, first: int, length: int) -> tuple[int, int]:
+    """Zero the samples of ``out`` (starting at sample ``first`` of a ``length``-sample
+    source) that fall outside the source; return the ``[lo, hi)`` source range to copy."""
+    lo, hi = max(first, 0), min(first + len(out), length)
+    out[: max(lo - first, 0)] = 0.0
+    out[max(hi - first, lo - first) :] = 0.0
+    return lo, hi
 
 
 class FileReader:
@@ -28,12 +50,46 @@ class FileReader:
         self.paths = paths
         self.audio = Audio(sample_rate=sample_rate)
         self.sample_rate = sample_rate
+        self._scratch = np.empty(0, dtype=np.int16)  # 16-bit PCM, before scaling
 
-    def crop(self, file_index: int, start: float, duration: float) -> np.ndarray:
-        from pyannote.core import Segment
+    def crop(self, file_index: int, start: float, duration: float, out: Optional[np.ndarray] = None) -> np.ndarray:
+        """(samples,) float32 chunk, zero-padded past either end of the file.
 
-        waveform, _ = self.audio.crop(str(self.paths[file_index]), Segment(start, start + duration), fixed=duration)
-        return waveform[0].numpy()
+        Written into ``out`` (a (samples,) float32 array) when given. Mono files at the
+        model's rate are decoded straight into it; others go through ``Audio.crop``
+        (downmix, resampling).
+        """
+        path = Path(self.paths[file_index])
+        handle = self.audio._open(path)
+        num_samples = seconds_to_samples(duration, self.sample_rate)
+        out = _output(out, num_samples, "FileReader")
+        if handle.channels != 1 or handle.samplerate != self.sample_rate:
+            from pyannote.core import Segment
+
+            waveform, _ = self.audio.crop(path, Segment(start, start + duration), fixed=duration)
+            out[:] = waveform[0].numpy()
+            return out
+        first = seconds_to_samples(start, self.sample_rate)
+        lo, hi = _pad(out, first, handle.frames)
+        if hi > lo:
+            try:
+                handle.seek(lo)
+                if handle.subtype == "PCM_16":
+                    self._read_pcm16(handle, out[lo - first : hi - first])
+                else:
+                    handle.read(hi - lo, dtype="float32", out=out[lo - first : hi - first])
+            except (soundfile.LibsndfileError, RuntimeError) as error:
+                raise AudioError(f"Cannot decode audio file {path}: {error}") from None
+        return out
+
+    def _read_pcm16(self, handle: soundfile.SoundFile, out: np.ndarray) -> None:
+        """Read 16-bit PCM as int16 and scale it with numpy: bit-identical to libsndfile's
+        float output (x * 2**-15, exact) and about 4x faster than its conversion loop."""
+        if len(self._scratch) < len(out):
+            self._scratch = np.empty(len(out), dtype=np.int16)
+        samples = handle.read(len(out), dtype="int16", out=self._scratch[: len(out)])
+        np.copyto(out, samples, casting="unsafe")
+        np.multiply(out, PCM16_SCALE, out=out)
 
 
 def _cache_name(path: str, sample_rate: int, dtype: str) -> str:
@@ -78,7 +134,7 @@ class CachedReader:
         self.sample_rate, self.dtype = sample_rate, dtype
         self.names = [_cache_name(str(p), sample_rate, dtype) for p in paths]
         self.paths = [str(p) for p in paths]
-        self._maps: dict[int, tuple[np.ndarray, float]] = {}
+        self._maps: dict[str, tuple[np.ndarray, np.float32]] = {}
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -96,21 +152,36 @@ class CachedReader:
             decode_to_cache(path, target, self.sample_rate, self.dtype)
             done.add(name)
 
-    def _map(self, file_index: int) -> tuple[np.ndarray, float]:
-        if file_index not in self._maps:
-            name = self.names[file_index]
-            data = np.load(self.folder / f"{name}.npy", mmap_mode="r")
+    def _map(self, file_index: int) -> tuple[np.ndarray, np.float32]:
+        name = self.names[file_index]
+        if name not in self._maps:  # one map per decoded file, however many uris point at it
+            # copy-on-write map (never written): a writable array that torch takes without a
+            # warning; a plain ndarray view, as slicing an np.memmap costs Python calls per slice
+            data = np.asarray(np.load(self.folder / f"{name}.npy", mmap_mode="c"))
             scale = float((self.folder / f"{name}.scale").read_text())
-            factor = scale / INT16_SCALE if self.dtype == "int16" else 1.0
-            self._maps[file_index] = (data, factor)
-        return self._maps[file_index]
+            # a float32 factor keeps the product in float32 (a Python float would make it float64)
+            factor = np.float32(scale / INT16_SCALE if self.dtype == "int16" else 1.0)
+            self._maps[name] = (data, factor)
+        return self._maps[name]
 
-    def crop(self, file_index: int, start: float, duration: float) -> np.ndarray:
+    def crop(self, file_index: int, start: float, duration: float, out: Optional[np.ndarray] = None) -> np.ndarray:
+        """(samples,) float32 chunk, zero-padded past either end of the file.
+
+        Written into ``out`` (a (samples,) float32 array) when given, so that a batch is
+        assembled without a copy per chunk.
+        """
         data, factor = self._map(file_index)
         first = seconds_to_samples(start, self.sample_rate)
         num_samples = seconds_to_samples(duration, self.sample_rate)
-        out = np.zeros(num_samples, dtype=np.float32)
-        lo, hi = max(first, 0), min(first + num_samples, len(data))
+        out = _output(out, num_samples, "CachedReader")
+        lo, hi = _pad(out, first, len(data))
         if hi > lo:
-            np.multiply(data[lo:hi], factor, out=out[lo - first : hi - first], casting="unsafe")
+            target = out[lo - first : hi - first]
+            if self.dtype == "int16":
+                # cast then scale in place: both are single vectorised float32 passes
+                np.copyto(target, data[lo:hi], casting="unsafe")
+                np.multiply(target, factor, out=target)
+            else:
+                # torch converts float16 with SIMD, numpy element by element (about 9x slower)
+                torch.from_numpy(target).copy_(torch.from_numpy(data[lo:hi]))
         return out

@@ -87,6 +87,8 @@ class ChunkSampler:
         self.key = (int(seed), int(rank), int(worker))
         self.epoch = int(epoch)
         self.position = 0
+        self._cache_key: Optional[tuple] = None  # the last block drawn, reused by the next batch
+        self._cache: tuple = ()
 
     # ---- resumable state ---------------------------------------------------------
     def state_dict(self) -> dict:
@@ -123,10 +125,36 @@ class ChunkSampler:
         per_batch = np.array([r.uniform(self.min_duration, self.duration) for r in batch_rng])
         return per_batch[batch - batch[0]]
 
+    def take(self, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The next ``count`` chunks as ``(files, starts, durations)`` arrays.
+
+        The same chunks as ``count`` steps of iteration, and the position advances alike;
+        a batch costs a few slices instead of one Python object per chunk.
+        """
+        parts = []
+        while count > 0:
+            block, offset = divmod(self.position, BLOCK)
+            arrays = self._cached_block(block)
+            size = min(count, BLOCK - offset)
+            parts.append([array[offset : offset + size] for array in arrays])
+            self.position += size
+            count -= size
+        if not parts:
+            return np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0)
+        files, starts, durations = (np.concatenate(column) for column in zip(*parts))
+        return files, starts, durations
+
+    def _cached_block(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        # keyed on everything that defines the stream, as load_state_dict/set_epoch change it
+        key = (*self.key, self.epoch, index)
+        if self._cache_key != key:
+            self._cache_key, self._cache = key, self._block(index)
+        return self._cache
+
     def __iter__(self) -> Iterator[Chunk]:
         while True:
             block, offset = divmod(self.position, BLOCK)
-            files, starts, durations = self._block(block)
+            files, starts, durations = self._cached_block(block)
             for i in range(offset, BLOCK):
                 self.position += 1
                 yield Chunk(int(files[i]), float(starts[i]), float(durations[i]))
