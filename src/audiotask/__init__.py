@@ -7,8 +7,14 @@ Heavy modules (torch, lightning) load on first use of the names below, so that
 from __future__ import annotations
 
 import importlib
+import warnings
 
 __version__ = "0.1.0"
+
+# sed_scores_eval imports dcase_util, which imports the deprecated pkg_resources and warns
+# on every run; setuptools is pinned below 81 for it (pyproject.toml), so the warning says
+# nothing a user can act on.
+warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning, module="dcase_util")
 
 _LAZY = {
     "Model": "audiotask.core.model",
