@@ -6,6 +6,7 @@ import torch
 
 from audiotask.models import Debug
 from audiotask.tasks import SoundEventDetection, VoiceActivityDetection
+from audiotask.testing.dummies import load_protocol, write_database_yml
 from helpers import handmade_protocol
 
 EVENTS = {
@@ -104,3 +105,21 @@ def test_warm_up_frames_are_excluded_from_the_loss(tmp_path):
     bad[:, :3] = 5.0
     bad[:, -3:] = 5.0
     assert task.compute_loss(bad, y).item() == pytest.approx(task.compute_loss(good, y).item())
+
+
+def test_files_without_annotated_region_are_named(tmp_path):
+    # as in a real data set: the file list says "trñ00", the UEM only knows "trn00"
+    root = tmp_path / "data"
+    handmade_protocol(root, {"trñ00": [(0.5, 1.0, "Dog")], "b": [(1.0, 2.0, "Dog")]}, name="Uem")
+    (root / "files.uem").write_text("trn00 1 0.000 4.000\nb 1 0.000 4.000\n")
+    subset = {"uri": "files.lst", "annotation": "labels.tsv", "annotated": "files.uem"}
+    write_database_yml(root / "database.yml", "Uem", "Events", {"train": subset}, audio="{uri}.wav")
+    protocol = load_protocol(root / "database.yml", "Uem.SpeakerDiarization.Events")
+    task = SoundEventDetection(protocol, duration=1.0, batch_size=2, cache=tmp_path / "cache")
+    Debug(task=task)
+    with pytest.warns(UserWarning, match="1 train file\\(s\\) have no annotated region.*'trñ00'"):
+        task.prepare_data()
+    task.setup("fit")
+    # never sampled: every training chunk comes from "b"
+    files = task.make_sampler().take(64)[0]
+    assert set(files.tolist()) == {1}

@@ -125,7 +125,19 @@ class AnnotatedTask(Task):
             )
         if len(subsets["train"]) == 0:
             raise ValueError(f"{type(self).__name__}: the protocol's train subset has no file.")
+        for name, subset in subsets.items():
+            self.warn_unannotated(name, subset)
         return ProtocolMetadata(classes, subsets)
+
+    def warn_unannotated(self, name: str, subset: SubsetMetadata) -> None:
+        """Name the files that have no annotated region: they are never used, and a uri
+        spelt differently in the file list and in the UEM looks exactly like this."""
+        empty = subset.uri[np.diff(subset.annotated_offsets) == 0]
+        if len(empty):
+            warnings.warn(
+                f"{type(self).__name__}: {len(empty)} {name} file(s) have no annotated region (UEM) "
+                f"and are left out: {', '.join(map(repr, empty[:5].tolist()))}{', ...' if len(empty) > 5 else ''}"
+            )
 
     def discover_classes(self) -> list[str]:
         labels = set()
