@@ -170,3 +170,21 @@ def test_demo_quick_runs_end_to_end(tmp_path):
     assert (output / "results.txt").read_text().strip()
     assert len(list((output / "plots").glob("*.png"))) >= 1
     assert len(list((output / "scores").iterdir())) == 3
+
+
+def test_evaluate_vad_detection_error_rate_inside_the_uem(tmp_path, capsys):
+    # speech [1, 5), detected [2, 7); evaluated region [0, 6): miss 1 s, false alarm 1 s
+    # (the false alarm in [6, 7) is outside the UEM), over 4 s of speech
+    reference, hypothesis, uem = tmp_path / "ref.rttm", tmp_path / "hyp.rttm", tmp_path / "file.uem"
+    reference.write_text("SPEAKER clip 1 1.0 4.0 <NA> <NA> A <NA> <NA>\n")
+    hypothesis.write_text("SPEAKER clip 1 2.0 5.0 <NA> <NA> speech <NA> <NA>\n")
+    uem.write_text("clip 1 0.0 6.0\n")
+    assert main(["evaluate", "--task", "vad", str(reference), str(hypothesis), "--uem", str(uem), "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert results["components"] == pytest.approx({"miss": 1.0, "false alarm": 1.0, "total": 4.0})
+    assert results["detection_error_rate"] == pytest.approx(0.5)
+    # without the UEM, the false alarm in [6, 7) counts too
+    assert main(["evaluate", "--task", "vad", str(reference), str(hypothesis), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["detection_error_rate"] == pytest.approx(0.75)
+    assert main(["evaluate", "--task", "vad", str(reference), str(hypothesis), "--uem", str(tmp_path / "none.uem")]) == 2
+    assert "no such file" in capsys.readouterr().err

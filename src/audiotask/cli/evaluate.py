@@ -7,7 +7,8 @@ scores when --scores gives the folder `audiotask apply` wrote them to. File dura
 from --durations (filename<TAB>duration) or from the audio files under --audio.
 
 Voice activity detection (--task vad): REFERENCE and PREDICTIONS are RTTM (or DCASE TSV)
-files; the detection error rate is computed (no collar).
+files; the detection error rate is computed (no collar) over the regions of --uem, or
+over whole files with --durations.
 
 example:
   audiotask evaluate data/metadata/test.tsv predictions/detections.tsv \\
@@ -32,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--durations", type=Path, metavar="TSV", help="file durations: filename<TAB>seconds")
     parser.add_argument("--audio", type=Path, metavar="DIR", help="folder of the reference audio (durations read from it)")
     parser.add_argument("--scores", type=Path, metavar="DIR", help="sed: frame scores from `audiotask apply` (PSDS)")
+    parser.add_argument("--uem", type=Path, metavar="UEM", help="vad: evaluated regions of each file (UEM)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
 
 
@@ -58,7 +60,13 @@ def evaluate_vad(args: argparse.Namespace) -> dict:
         raise CommandError("--scores applies to --task sed only")
     references, hypotheses = read_annotations(args.reference), read_annotations(args.predictions)
     uems = None
-    if args.durations is not None:
+    if args.uem is not None:
+        if not args.uem.is_file():
+            raise CommandError(f"no such file: {args.uem}")
+        from pyannote.database.util import load_uem
+
+        uems = load_uem(str(args.uem))
+    elif args.durations is not None:
         # durations by uri: RTTM files name files by uri, not by filename
         durations = {Path(name).stem: seconds for name, seconds in read_durations(args.durations).items()}
         uems = {uri: Timeline([Segment(0.0, durations[uri])], uri=uri) for uri in references if uri in durations}
