@@ -67,16 +67,14 @@ def find_audio_files(paths: Iterable[str | Path]) -> list[Path]:
 
 def read_durations(path: str | Path) -> dict[str, float]:
     """``filename<TAB>duration`` file (a header line allowed) -> ``{filename: seconds}``."""
-    durations = {}
-    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
-        fields = line.strip().split("\t")
-        if not line.strip() or fields[0] == "filename":
-            continue
-        try:
-            durations[fields[0]] = float(fields[1])
-        except (IndexError, ValueError):
-            raise CommandError(f"{path}, line {number}: expected 'filename<TAB>duration', got {line!r}") from None
-    return durations
+    from audiotask.metrics.events import read_durations as read
+
+    if not Path(path).is_file():
+        raise CommandError(f"no such file: {path}")
+    try:
+        return read(path)
+    except ValueError as error:
+        raise CommandError(str(error)) from None
 
 
 def audio_durations(folder: str | Path, filenames: Iterable[str]) -> dict[str, float]:

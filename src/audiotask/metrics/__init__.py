@@ -1,16 +1,12 @@
 """Evaluation metrics: sound event detection through sed_scores_eval, voice activity through pyannote.metrics."""
 
+from audiotask.metrics.events import events_to_scores, merge_connected
+from audiotask.metrics.psds import PSDS_SCENARIOS, operating_points_to_scores, psds, psds_from_operating_points
 from audiotask.metrics.sound_events import (
-    PSDS_SCENARIOS,
     evaluate_sound_events,
     event_based_f1,
-    events_to_scores,
     format_table,
     intersection_based_f1,
-    merge_connected,
-    operating_points_to_scores,
-    psds,
-    psds_from_operating_points,
     segment_based_f1,
 )
 from audiotask.metrics.voice_activity import detection_error_rate
