@@ -76,7 +76,11 @@ class Audio:
     def __setstate__(self, state):
         self.__init__(**state)
 
-    def _open(self, path: Path) -> soundfile.SoundFile:
+    def decoder(self, path: Path) -> soundfile.SoundFile:
+        """The open decoder of ``path`` in this process (opened on first use, then kept).
+
+        ``AudioError`` naming the file when it is missing or cannot be decoded.
+        """
         if os.getpid() != self._pid:  # forked worker: never share a parent's file offsets
             self._handles, self._pid = {}, os.getpid()
         key = str(path)
@@ -105,7 +109,7 @@ class Audio:
         if path is None:
             waveform = file["waveform"]
             return int(waveform.shape[-1]), int(file["sample_rate"])
-        handle = self._open(path)
+        handle = self.decoder(path)
         return handle.frames, handle.samplerate
 
     def get_duration(self, file: AudioFile) -> float:
@@ -121,7 +125,7 @@ class Audio:
             waveform = waveform.numpy() if isinstance(waveform, torch.Tensor) else np.asarray(waveform)
             waveform = waveform.reshape(-1, waveform.shape[-1]).mean(axis=0)
             return waveform[max(start, 0) : stop].astype(np.float32), int(file["sample_rate"])
-        handle = self._open(path)
+        handle = self.decoder(path)
         try:
             handle.seek(min(max(start, 0), handle.frames))
             samples = handle.read(max(0, min(stop, handle.frames) - max(start, 0)), dtype="float32", always_2d=True)

@@ -60,7 +60,7 @@ class FileReader:
         (downmix, resampling).
         """
         path = Path(self.paths[file_index])
-        handle = self.audio._open(path)
+        handle = self.audio.decoder(path)
         num_samples = seconds_to_samples(duration, self.sample_rate)
         out = _output(out, num_samples, "FileReader")
         if handle.channels != 1 or handle.samplerate != self.sample_rate:
