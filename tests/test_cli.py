@@ -188,3 +188,24 @@ def test_evaluate_vad_detection_error_rate_inside_the_uem(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["detection_error_rate"] == pytest.approx(0.75)
     assert main(["evaluate", "--task", "vad", str(reference), str(hypothesis), "--uem", str(tmp_path / "none.uem")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_train_resumes_from_a_checkpoint(workdir, capsys):
+    import torch
+
+    last = workdir["root"] / "run" / "checkpoints" / "last.ckpt"
+    resumed = workdir["root"] / "resumed"
+    arguments = [
+        "train", "--database", str(workdir["root"] / "data" / "database.yml"), "--protocol", PROTOCOL,
+        "--task", "sed", "--resolution", "frame", "--model", "Debug", "--model-option", "hidden_size=8",
+        "--duration", "2", "--batch-size", "4", "--num-workers", "0", "--cache", str(workdir["root"] / "cache"),
+        "--no-progress", "--output", str(resumed), "--max-steps", "6",
+    ]
+    assert main([*arguments, "--resume", str(last)]) == 0
+    # the first run's last checkpoint is its epoch-end one, at step 2 of 2-step epochs: the
+    # resumed run trains epochs 1 and 2 only (Lightning's own file, read in the test only)
+    assert torch.load(resumed / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["global_step"] == 6
+    with open(resumed / "metrics.csv", newline="") as handle:
+        assert {int(row["epoch"]) for row in csv.DictReader(handle)} == {1, 2}
+    assert main([*arguments, "--resume", str(resumed / "missing.ckpt")]) == 2
+    assert "no such checkpoint" in capsys.readouterr().err

@@ -99,11 +99,12 @@ def make_trainer(
     return pl.Trainer(**options), checkpoint
 
 
-def fit(model: Model, output: str | Path, **trainer_options) -> TrainingResult:
+def fit(model: Model, output: str | Path, *, ckpt_path: Optional[str | Path] = None, **trainer_options) -> TrainingResult:
     """Train ``model`` (its task attached) and save the kept model to ``output/model``.
 
     ``trainer_options`` are those of :func:`make_trainer`. The kept model is the checkpoint
     with the lowest validation loss when the task has a development subset, else the last.
+    ``ckpt_path`` resumes an interrupted run from its Lightning checkpoint.
     """
     if model.task is None:
         raise ValueError("fit: attach a task to the model first (model.task = task).")
@@ -114,7 +115,7 @@ def fit(model: Model, output: str | Path, **trainer_options) -> TrainingResult:
         # metrics.csv sits next to the other outputs: the folder is not empty by design, and
         # only an earlier metrics.csv is replaced
         warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
-        trainer.fit(model)
+        trainer.fit(model, ckpt_path=None if ckpt_path is None else str(ckpt_path))
     if validation and checkpoint.best_model_path:
         # the best epoch's weights, read back from its checkpoint (no pickle, see Model)
         kept: Optional[Path] = Path(checkpoint.best_model_path)

@@ -47,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     training.add_argument("--num-workers", type=int, help="dataloader workers (default: half the CPU cores)")
     training.add_argument("--learning-rate", type=float, help="Adam learning rate (default: the model's, 1e-3)")
     training.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    training.add_argument("--resume", type=Path, metavar="CKPT",
+                          help="continue an interrupted run from its Lightning checkpoint (e.g. checkpoints/last.ckpt), "
+                               "mid-epoch included, on the chunks it would have seen; same options as that run")
     training.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     parser.add_argument("--output", type=Path, required=True, metavar="DIR", help="output folder")
 
@@ -109,7 +112,10 @@ def run(args: argparse.Namespace) -> int:
     if args.learning_rate is not None:
         set_learning_rate(model, args.learning_rate)
     epochs = 10 if args.epochs is None and args.max_steps is None else args.epochs
-    result = fit(model, args.output, max_epochs=epochs, max_steps=args.max_steps, progress=args.progress)
+    if args.resume is not None and not args.resume.is_file():
+        raise CommandError(f"no such checkpoint: {args.resume}")
+    result = fit(model, args.output, max_epochs=epochs, max_steps=args.max_steps, progress=args.progress,
+                 ckpt_path=args.resume)
     print(f"model:       {result.model}")
     print(f"checkpoints: {result.checkpoints}")
     print(f"metrics:     {result.metrics}")

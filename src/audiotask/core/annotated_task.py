@@ -16,9 +16,11 @@ import numpy as np
 import torch
 
 from audiotask.core.batches import collate_rows, new_batch_buffer
+from audiotask.core.datasets import TrainDataset
 from audiotask.core.frames import Frames, seconds_to_samples
 from audiotask.core.metadata import ProtocolMetadata, SubsetMetadata, build_subset
 from audiotask.core.readers import CachedReader, FileReader
+from audiotask.core.resume import ResumableDataLoader, resumed_stream
 from audiotask.core.sampler import ChunkSampler
 from audiotask.core.specifications import Problem, Resolution, Specifications
 from audiotask.core.targets import chunk_targets_batch, frame_targets_batch
@@ -65,7 +67,8 @@ class AnnotatedTask(Task):
         self.audio_cache = audio_cache
         self.balance = balance
         self.metadata: Optional[ProtocolMetadata] = None
-        self.sampler_state: Optional[dict] = None
+        #: where an interrupted epoch stopped (see ``core.resume``); set from checkpoints
+        self.resume_state: Optional[dict] = None
 
     # ---- what a subclass provides ------------------------------------------------------
     def known_classes(self) -> Optional[list[str]]:
@@ -250,10 +253,14 @@ class AnnotatedTask(Task):
 
     def train__iter__(self):
         epoch = 0 if self.model is None else self.model.current_epoch
-        sampler = self.make_sampler(epoch)
-        if self.sampler_state is not None:  # resume mid-epoch exactly where a saved run stopped
-            sampler.load_state_dict(self.sampler_state)
-            self.sampler_state = None
+        worker, num_workers = worker_identity()
+        # resume mid-epoch exactly where a saved run stopped (this worker's own stream from
+        # its start when it did not)
+        stream, position = resumed_stream(
+            self.resume_state, epoch=epoch, worker=worker, num_workers=num_workers, batch_size=self.batch_size
+        )
+        sampler = self.make_sampler(epoch, worker=stream)
+        sampler.position = position
         if type(self).sample is not AnnotatedTask.sample or type(self).target is not AnnotatedTask.target:
             for chunk in sampler:  # a subclass's own samples, one by one
                 yield self.sample("train", chunk.file, chunk.start, chunk.duration)
@@ -264,6 +271,10 @@ class AnnotatedTask(Task):
             batch = self.make_batch("train", files, starts, float(durations[0]))
             for row in range(len(files)):
                 yield {key: value[row] for key, value in batch.items()}
+
+    def train_dataloader(self) -> ResumableDataLoader:
+        """Training batches; their position in the epoch is saved in Lightning checkpoints."""
+        return self._dataloader(TrainDataset(self), loader=ResumableDataLoader, task=self, drop_last=True)
 
     def train__len__(self) -> int:
         train = self.metadata.subsets["train"]

@@ -111,8 +111,8 @@ class Task(pl.LightningDataModule):
         """Batch samples (stacking "X" and "y")."""
         return collate_samples(list(samples))
 
-    def _dataloader(self, dataset, **kwargs) -> DataLoader:
-        return DataLoader(
+    def _dataloader(self, dataset, loader: type = DataLoader, **kwargs) -> DataLoader:
+        return loader(
             dataset,
             batch_size=self.batch_size,
             num_workers=self.num_workers,

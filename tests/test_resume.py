@@ -1,0 +1,68 @@
+"""Training resumed from a mid-epoch checkpoint sees exactly the batches it would have seen."""
+
+import hashlib
+
+import lightning.pytorch as pl
+import pytest
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+
+from audiotask.core.resume import batches_from_worker
+from audiotask.models import Debug
+from audiotask.tasks import SoundEventDetection
+from audiotask.testing.dummies import load_protocol, make_sound_event_protocol
+from conftest import quiet_trainer
+
+
+class BatchRecorder(Callback):
+    """Fingerprint of every training batch, in order."""
+
+    def __init__(self):
+        self.seen = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.seen.append(hashlib.sha1(batch["X"].numpy().tobytes() + batch["y"].numpy().tobytes()).hexdigest())
+
+
+def fit(tmp_path, *, workers: int, max_steps: int, ckpt_path=None):
+    yml = make_sound_event_protocol(tmp_path / "data", name="Resume")
+    task = SoundEventDetection(
+        load_protocol(yml, "Resume.SpeakerDiarization.Events"), duration=0.5, batch_size=4,
+        num_workers=workers, resolution="frame", cache=tmp_path / "cache",
+    )
+    model = Debug(task=task)
+    recorder = BatchRecorder()
+    checkpoints = ModelCheckpoint(dirpath=tmp_path / "checkpoints", every_n_train_steps=3, save_top_k=-1)
+    pl.seed_everything(0, verbose=False)
+    trainer = quiet_trainer(max_steps=max_steps, callbacks=[recorder, checkpoints], enable_checkpointing=True,
+                            limit_val_batches=0, default_root_dir=tmp_path)
+    trainer.fit(model, ckpt_path=ckpt_path)
+    return recorder.seen, trainer
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resumed_training_sees_the_batches_of_the_uninterrupted_run(tmp_path, workers):
+    full, trainer = fit(tmp_path / "full", workers=workers, max_steps=7)
+    assert trainer.num_training_batches == 9  # 18 s of training audio in 0.5-s chunks: 36 chunks, 9 batches
+    checkpoint = tmp_path / "full" / "checkpoints" / "epoch=0-step=3.ckpt"
+    with pytest.warns() as caught:
+        resumed, _ = fit(tmp_path / "resumed", workers=workers, max_steps=7, ckpt_path=checkpoint)
+    assert not [w for w in caught if "not resumable" in str(w.message)]
+    assert len(set(full)) == 7
+    assert resumed == full[3:]
+
+
+def test_batches_come_from_the_workers_in_turn():
+    assert [batches_from_worker(5, worker, 2) for worker in (0, 1)] == [3, 2]
+    assert [batches_from_worker(1, worker, 3) for worker in (0, 1, 2)] == [1, 0, 0]
+    assert batches_from_worker(7, 0, 0) == 7
+
+
+def test_resumed_workers_continue_the_streams_in_the_order_of_the_interrupted_run():
+    from audiotask.core.resume import resumed_stream
+
+    state = {"epoch": 1, "batches": 3, "num_workers": 2, "batch_size": 4}
+    # batch 3 would have come from worker 1 (its second batch): the new worker 0 continues it
+    assert resumed_stream(state, epoch=1, worker=0, num_workers=2, batch_size=4) == (1, 4)
+    assert resumed_stream(state, epoch=1, worker=1, num_workers=2, batch_size=4) == (0, 8)
+    # another epoch: untouched
+    assert resumed_stream(state, epoch=2, worker=1, num_workers=2, batch_size=4) == (1, 0)
