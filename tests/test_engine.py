@@ -98,6 +98,17 @@ def test_prepare_data_decodes_audio_once(tiny_protocol, tmp_path):
     assert [e.stat().st_mtime_ns for e in entries] == stamps
 
 
+def test_audio_cache_is_built_when_the_model_comes_after_prepare_data(tiny_protocol, tmp_path):
+    task = SoundEventDetection(tiny_protocol, duration=2.0, batch_size=4, num_workers=0, cache=tmp_path / "cache")
+    task.prepare_data()  # no model yet: no sample rate to decode at
+    assert not list((tmp_path / "cache").glob("audio/*.npy"))
+    Debug(task=task)
+    task.setup("fit")
+    assert len(list((tmp_path / "cache").glob("audio/*.npy"))) == 4
+    batch = next(iter(task.train_dataloader()))
+    assert batch["X"].shape == (4, 1, 32000)
+
+
 def sampler(**kwargs):
     regions = np.array([[0.0, 10.0], [2.0, 3.0], [0.0, 30.0]])
     return ChunkSampler(regions, np.array([0, 0, 1]), 2.0, **kwargs)

@@ -109,10 +109,18 @@ class AnnotatedTask(Task):
         folder = self.metadata_folder()
         if not ProtocolMetadata.exists(folder):
             self.build_metadata().save(folder)
-        if self.audio_cache and self.model is not None:
-            metadata = ProtocolMetadata.load(folder)
-            for subset in metadata.subsets.values():
-                self._reader(subset).prepare()
+        self.prepare_audio(ProtocolMetadata.load(folder))
+
+    def prepare_audio(self, metadata: ProtocolMetadata) -> None:
+        """Decode every file into the audio cache (once; files already there are skipped).
+
+        Needs the model's sample rate: without a model attached yet, ``setup`` does it.
+        """
+        if not self.audio_cache or self.model is None or getattr(self, "_audio_prepared", False):
+            return
+        for subset in metadata.subsets.values():
+            self._reader(subset).prepare()
+        self._audio_prepared = True
 
     def build_metadata(self) -> ProtocolMetadata:
         classes = self.known_classes() or self.discover_classes()
@@ -154,6 +162,8 @@ class AnnotatedTask(Task):
             if not ProtocolMetadata.exists(folder):
                 self.prepare_data()
             self.metadata = ProtocolMetadata.load(folder)
+        # prepare_data may have run before a model was attached (no sample rate then)
+        self.prepare_audio(self.metadata)
         self.specifications = self.make_specifications(self.metadata.classes)
         self._validation_chunks = self.validation_chunks() if self.has_validation else None
 
