@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from audiotask.core.specifications import Problem, Resolution, Specifications
 from audiotask.models import Debug
 from audiotask.tasks import SoundEventDetection, VoiceActivityDetection
 from audiotask.testing.dummies import load_protocol, write_database_yml
@@ -105,6 +106,18 @@ def test_warm_up_frames_are_excluded_from_the_loss(tmp_path):
     bad[:, :3] = 5.0
     bad[:, -3:] = 5.0
     assert task.compute_loss(bad, y).item() == pytest.approx(task.compute_loss(good, y).item())
+
+
+def test_warm_up_follows_each_chunk_duration_and_the_specifications(tmp_path):
+    protocol = handmade_protocol(tmp_path / "data", EVENTS)
+    task = prepared(VoiceActivityDetection(protocol, duration=2.0, min_duration=1.0, warm_up=0.3, num_workers=0,
+                                           cache=tmp_path / "cache"))
+    # a 1-s chunk of a variable-length batch: its own last 0.3 s are warm-up
+    np.testing.assert_array_equal(task.frame_weight(10, 1.0).numpy(), [0, 0, 0] + [1] * 4 + [0, 0, 0])
+    # specifications set by a task itself, as the tutorial's does, are the ones that count
+    task.specifications = Specifications(problem=Problem.BINARY_CLASSIFICATION, resolution=Resolution.FRAME,
+                                         duration=2.0, warm_up=(0.5, 0.0), classes=["speech"])
+    np.testing.assert_array_equal(task.frame_weight(20).numpy(), [0] * 5 + [1] * 15)
 
 
 def test_files_without_annotated_region_are_named(tmp_path):

@@ -129,29 +129,42 @@ class Task(pl.LightningDataModule):
         return self._dataloader(ValDataset(self), shuffle=False, drop_last=False)
 
     # ---- training and validation steps ----------------------------------------------
-    def frame_weight(self, num_frames: int) -> Optional[torch.Tensor]:
-        """(frames,) mask that is 0 in the warm-up frames of a FRAME output, None when there are none."""
-        if self.specifications.resolution is not Resolution.FRAME or not any(self.warm_up):
+    def frame_weight(self, num_frames: int, duration: Optional[float] = None) -> Optional[torch.Tensor]:
+        """(frames,) mask that is 0 in the warm-up frames of a FRAME output, None when there are none.
+
+        The warm-up is the specifications' (a task may set them itself, as the tutorial's
+        does); ``duration`` is the chunk's, in seconds (chunks vary with ``min_duration``),
+        by default the extent of its ``num_frames`` frames.
+        """
+        specifications = self.specifications
+        if specifications.resolution is not Resolution.FRAME or not any(specifications.warm_up):
             return None
-        centres = torch.as_tensor(self.model.frames.centers(num_frames))
-        left, right = self.warm_up
-        return ((centres >= left) & (centres < self.duration - right)).float()
+        frames = self.model.frames
+        if duration is None:
+            duration = frames.start + num_frames * frames.step
+        centres = torch.as_tensor(frames.centers(num_frames))
+        left, right = specifications.warm_up
+        return ((centres >= left) & (centres < duration - right)).float()
 
     def augment(self, waveforms: torch.Tensor) -> torch.Tensor:
         if self.augmentation is None:
             return waveforms
         return apply_augmentation(self.augmentation, waveforms, self.model.sample_rate)
 
-    def compute_loss(self, y_pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Default loss for the specifications, warm-up frames excluded."""
+    def compute_loss(self, y_pred: torch.Tensor, y: torch.Tensor, duration: Optional[float] = None) -> torch.Tensor:
+        """Default loss for the specifications, warm-up frames of ``duration``-second chunks excluded."""
         loss = objectives.elementwise_loss(self.specifications, y_pred, y)
-        weight = self.frame_weight(y_pred.shape[1]) if y_pred.ndim == 3 else None
+        weight = self.frame_weight(y_pred.shape[1], duration) if y_pred.ndim == 3 else None
         return objectives.reduce_loss(loss, None if weight is None else weight.to(loss.device))
+
+    def chunk_duration(self, waveforms: torch.Tensor) -> float:
+        """Duration in seconds of a batch of (batch, channels, samples) chunks."""
+        return waveforms.shape[-1] / self.model.sample_rate
 
     def training_step(self, batch, batch_idx: int):
         waveforms = self.augment(batch["X"])
         y_pred = self.model(waveforms)
-        loss = self.compute_loss(y_pred, batch["y"])
+        loss = self.compute_loss(y_pred, batch["y"], self.chunk_duration(waveforms))
         if not torch.isfinite(loss):
             reason = "the input waveforms contain NaN or Inf" if not torch.isfinite(waveforms).all() else (
                 "the model output diverged (lower the learning rate?)"
@@ -167,12 +180,13 @@ class Task(pl.LightningDataModule):
 
     def validation_step(self, batch, batch_idx: int):
         waveforms = batch["X"]
+        duration = self.chunk_duration(waveforms)
         y_pred = self.model(waveforms)
-        loss = self.compute_loss(y_pred, batch["y"])
+        loss = self.compute_loss(y_pred, batch["y"], duration)
         self.model.log("val/loss", loss, prog_bar=True, on_epoch=True, batch_size=len(waveforms))
         name, metric = self._validation_metric
         if metric is not None:
-            weight = self.frame_weight(y_pred.shape[1]) if y_pred.ndim == 3 else None
+            weight = self.frame_weight(y_pred.shape[1], duration) if y_pred.ndim == 3 else None
             mask = None if weight is None else weight.bool()
             metric.to(y_pred.device).update(*objectives.metric_inputs(self.specifications, y_pred, batch["y"], mask))
         return {"loss": loss}
