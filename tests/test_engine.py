@@ -7,7 +7,7 @@ import pytest
 import torch
 from pyannote.core import Segment
 
-from audiotask.core.metadata import ProtocolMetadata
+from audiotask.core.metadata import ProtocolMetadata, SubsetMetadata
 from audiotask.core.readers import CachedReader, FileReader
 from audiotask.core.sampler import BLOCK, ChunkSampler
 from audiotask.models import Debug
@@ -64,13 +64,55 @@ def test_metadata_round_trip_and_segment_lookup(tiny_protocol, tmp_path):
     for index, file in enumerate(files):
         for start in rng.uniform(-1, 6, size=20):
             chunk = Segment(start, start + 1.5)
-            expected = sorted(
-                (s.start, s.end, classes.index(label))
-                for s, _, label in file["annotation"].itertracks(yield_label=True)
-                if s.end > chunk.start and s.start < chunk.end
-            )
-            starts, ends, cls = train.segments_in(index, chunk.start, chunk.end)
-            assert sorted(zip(starts, ends, cls)) == expected
+            expected = [(s, classes.index(label)) for s, _, label in file["annotation"].itertracks(yield_label=True)]
+            found = [(Segment(*bounds), int(k)) for *bounds, k in zip(*train.segments_in(index, chunk.start, chunk.end))]
+            # segments longer than the chunk duration are stored as pieces: compare what
+            # each class covers inside the chunk
+            assert covered_in(found, chunk) == covered_in(expected, chunk)
+
+
+def covered_in(segments, chunk):
+    """{class: Timeline} of what ``segments`` [(Segment, class)] cover inside ``chunk``."""
+    from pyannote.core import Timeline
+
+    by_class = {}
+    for segment, k in segments:
+        if segment & chunk:
+            by_class.setdefault(k, []).append(segment & chunk)
+    return {k: list(Timeline(parts).support()) for k, parts in by_class.items()}
+
+
+def test_long_segments_are_stored_as_pieces_and_found_exactly():
+    from audiotask.core.metadata import split_segments
+
+    # one file: a 100-s segment of class 0 over 1,000 short ones of class 1
+    rng = np.random.default_rng(0)
+    short_starts = np.sort(rng.uniform(0, 99, 1000))
+    starts = np.concatenate([[0.0], short_starts])
+    ends = np.concatenate([[100.0], short_starts + 0.5])
+    classes = np.array([0] + [1] * 1000, dtype=np.int16)
+    order = np.argsort(starts, kind="stable")
+    piece_starts, piece_ends, piece_classes, offsets = split_segments(
+        starts[order], ends[order], classes[order], np.array([0, 1001]), max_length=2.0
+    )
+    assert offsets.tolist() == [0, 1050]  # 50 pieces of the long segment, the short ones whole
+    long_pieces = piece_classes == 0
+    assert piece_starts[long_pieces].tolist() == [2.0 * k for k in range(50)]
+    assert piece_ends[long_pieces].tolist() == [2.0 * (k + 1) for k in range(50)]
+    assert (np.diff(piece_starts) >= 0).all()
+    subset = SubsetMetadata(
+        uri=np.array(["a"]), audio=np.array(["a.wav"]), duration=np.array([100.0]),
+        annotated_offsets=np.array([0, 1]), annotated=np.array([[0.0, 100.0]]),
+        segment_offsets=offsets, segment_start=piece_starts, segment_end=piece_ends, segment_class=piece_classes,
+        max_segment_length=np.array(float(np.max(piece_ends - piece_starts))),
+    )
+    original = [(Segment(s, e), int(k)) for s, e, k in zip(starts, ends, classes)]
+    for start in rng.uniform(0, 98, 50):
+        chunk = Segment(start, start + 2.0)
+        found = [(Segment(*bounds), int(k)) for *bounds, k in zip(*subset.segments_in(0, chunk.start, chunk.end))]
+        assert covered_in(found, chunk) == covered_in(original, chunk)
+        # only segments near the chunk are looked at: the long one as its one or two pieces
+        assert sum(k == 0 for _, k in found) <= 2
 
 
 def test_cached_and_file_readers_agree(tiny_protocol, tmp_path):

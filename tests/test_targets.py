@@ -136,3 +136,21 @@ def test_files_without_annotated_region_are_named(tmp_path):
     # never sampled: every training chunk comes from "b"
     files = task.make_sampler().take(64)[0]
     assert set(files.tolist()) == {1}
+
+
+def test_chunks_longer_than_their_region_see_nothing_past_its_end(tmp_path):
+    root = tmp_path / "data"
+    handmade_protocol(root, {"clip": [(2.5, 3.8, "Dog")]}, name="Short")
+    (root / "files.uem").write_text("clip 1 2.000 3.000\n")
+    subset = {"uri": "files.lst", "annotation": "labels.tsv", "annotated": "files.uem"}
+    write_database_yml(root / "database.yml", "Short", "Events", {"train": subset}, audio="{uri}.wav")
+    protocol = load_protocol(root / "database.yml", "Short.SpeakerDiarization.Events")
+    task = prepared(SoundEventDetection(protocol, duration=2.0, resolution="frame", num_workers=0, batch_size=4,
+                                        cache=tmp_path / "cache"))
+    # the region [2, 3) is shorter than a chunk: every chunk starts at 2.0 and runs to 4.0
+    batch = next(iter(task.train_dataloader()))
+    assert torch.all(batch["X"][:, 0, 16000:] == 0) and torch.all(batch["X"][:, 0, :16000].abs().sum(dim=-1) > 0)
+    expected = np.zeros((20, 1), dtype=np.uint8)
+    expected[5:10] = 1  # Dog from 2.5 s, cut at the region's end (3.0 s), not at 3.8 s
+    for y in batch["y"].numpy():
+        np.testing.assert_array_equal(y, expected)

@@ -18,7 +18,7 @@ import torch
 from audiotask.core.batches import collate_rows, new_batch_buffer
 from audiotask.core.datasets import TrainDataset
 from audiotask.core.frames import Frames, seconds_to_samples
-from audiotask.core.metadata import ProtocolMetadata, SubsetMetadata, build_subset
+from audiotask.core.metadata import METADATA_FORMAT, ProtocolMetadata, SubsetMetadata, build_subset
 from audiotask.core.readers import CachedReader, FileReader
 from audiotask.core.resume import ResumableDataLoader, resumed_stream
 from audiotask.core.sampler import ChunkSampler
@@ -93,7 +93,10 @@ class AnnotatedTask(Task):
 
     def target_parameters(self) -> dict:
         """Everything that changes the prepared metadata (part of its cache key)."""
-        return {"task": type(self).__qualname__, "classes": self.known_classes(), "balance": self.balance, "duration": self.duration}
+        return {
+            "task": type(self).__qualname__, "classes": self.known_classes(), "balance": self.balance,
+            "duration": self.duration, "metadata_format": METADATA_FORMAT,
+        }
 
     # ---- preparing metadata -------------------------------------------------------------
     @property
@@ -126,7 +129,9 @@ class AnnotatedTask(Task):
         classes = self.known_classes() or self.discover_classes()
         subsets, unknown = {}, {}
         for name in self.subsets:
-            subsets[name], counts = build_subset(iter_subset(self.protocol, name), self.label_index(classes))
+            subsets[name], counts = build_subset(
+                iter_subset(self.protocol, name), self.label_index(classes), max_segment_length=self.duration
+            )
             for label, count in counts.items():
                 unknown[label] = unknown.get(label, 0) + count
         if unknown:
@@ -199,17 +204,29 @@ class AnnotatedTask(Task):
         """Target of a chunk: (frames, classes) for FRAME, (classes,) for CHUNK resolution."""
         return self.targets(subset, np.array([file]), np.array([start]), duration)[0]
 
-    def targets(self, subset: SubsetMetadata, files: np.ndarray, starts: np.ndarray, duration: float) -> np.ndarray:
+    def targets(
+        self, subset: SubsetMetadata, files: np.ndarray, starts: np.ndarray, duration: float,
+        limits: Optional[np.ndarray] = None,
+    ) -> np.ndarray:
         """Targets of chunks of one duration: (chunks, frames, classes) for FRAME, (chunks,
-        classes) for CHUNK resolution; one vectorised pass over all their segments."""
-        found = [subset.segments_in(int(file), float(start), float(start) + duration) for file, start in zip(files, starts)]
+        classes) for CHUNK resolution; one vectorised pass over all their segments.
+
+        A chunk longer than the annotated region it starts in sees no annotation past the
+        region's end (``limits``, default :meth:`SubsetMetadata.region_ends`): there, its
+        audio is silence (see :meth:`make_batch`).
+        """
+        starts = np.asarray(starts, dtype=np.float64)
+        limits = subset.region_ends(files, starts) if limits is None else limits
+        view_ends = np.minimum(starts + duration, limits)
+        found = [subset.segments_in(int(f), float(s), float(e)) for f, s, e in zip(files, starts, view_ends)]
         chunk = np.repeat(np.arange(len(found)), [len(segment_starts) for segment_starts, _, _ in found])
         segment_starts, segment_ends, classes = (np.concatenate(column) for column in zip(*found))
+        segment_ends = np.minimum(segment_ends, view_ends[chunk])
         num_classes = len(self.metadata.classes)
         if self.specifications.resolution is Resolution.CHUNK:
             return chunk_targets_batch(chunk, segment_starts, segment_ends, classes, num_chunks=len(found), num_classes=num_classes)
         # segment times relative to the start of their chunk
-        offset = np.asarray(starts, dtype=np.float64)[chunk]
+        offset = starts[chunk]
         frames = self.output_frames()
         return frame_targets_batch(
             chunk, segment_starts - offset, segment_ends - offset, classes, frames=frames, num_chunks=len(found),
@@ -217,23 +234,30 @@ class AnnotatedTask(Task):
         )
 
     def sample(self, name: str, file: int, start: float, duration: float) -> dict:
-        subset = self.metadata.subsets[name]
-        waveform = self.reader(name).crop(file, start, duration)
-        return {"X": torch.from_numpy(waveform)[None], "y": torch.from_numpy(self.target(subset, file, start, duration))}
+        """One chunk as a sample: "X" (1, samples), "y" (frames, classes) or (classes,)."""
+        batch = self.make_batch(name, np.array([file]), np.array([start]), duration)
+        return {key: value[0] for key, value in batch.items()}
 
     def make_batch(self, name: str, files: np.ndarray, starts: np.ndarray, duration: float) -> dict:
         """Chunks of one duration as a batch: "X" (chunks, 1, samples), "y" (chunks, ...).
 
         Waveforms are decoded straight into the batch (no per-chunk array, no stacking).
+        Past the end of the annotated region a chunk starts in, its audio is zeroed: what
+        nobody annotated is not taught as "no event".
         """
+        subset = self.metadata.subsets[name]
         files, starts = np.asarray(files, dtype=np.int64), np.asarray(starts, dtype=np.float64)
-        targets = self.targets(self.metadata.subsets[name], files, starts, duration)
-        X = new_batch_buffer((len(files), 1, seconds_to_samples(duration, self.sample_rate)), torch.float32)
+        limits = subset.region_ends(files, starts)
+        targets = self.targets(subset, files, starts, duration, limits)
+        num_samples = seconds_to_samples(duration, self.sample_rate)
+        X = new_batch_buffer((len(files), 1, num_samples), torch.float32)
         y = new_batch_buffer(targets.shape, torch.uint8)
         y.numpy()[...] = targets
         waveforms, reader = X.numpy(), self.reader(name)
-        for row, (file, start) in enumerate(zip(files.tolist(), starts.tolist())):
+        for row, (file, start, limit) in enumerate(zip(files.tolist(), starts.tolist(), limits.tolist())):
             reader.crop(file, start, duration, out=waveforms[row, 0])
+            if limit < start + duration:
+                waveforms[row, 0, max(0, seconds_to_samples(limit - start, self.sample_rate)) :] = 0.0
         return {"X": X, "y": y}
 
     def collate_fn(self, samples):

@@ -6,14 +6,19 @@ memory in every dataloader worker. A task does it once (on rank 0), stores the r
 
 Per subset, files are indexed ``0..n-1``; their annotated regions and annotation segments
 are stored flat, sorted by file then start, with ``*_offsets`` (n+1,) giving each file's
-slice. Segment lookup for a chunk is a binary search on starts, plus a binary search on
-the running maximum of ends, so it costs O(log n) in the file's segments.
+slice. Segments longer than a bound (the task's chunk duration) are stored as consecutive
+pieces no longer than it, which changes no target (pieces of one class merge back) but
+bounds how far before a chunk a segment overlapping it can start: looking up the segments
+of a chunk is two binary searches on starts, O(log n) in the file's segments plus the few
+found, even when a file-long segment overlaps everything.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 from collections import Counter
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -22,6 +27,9 @@ from typing import Callable, Iterable
 import numpy as np
 
 logger = logging.getLogger(__name__)
+
+#: version of the arrays' layout, part of the cache key: a cache of another layout is never read
+METADATA_FORMAT = 2
 
 @dataclass
 class SubsetMetadata:
@@ -35,8 +43,8 @@ class SubsetMetadata:
     segment_offsets: np.ndarray  # (files + 1,) int64
     segment_start: np.ndarray  # (segments,) float64, sorted within each file
     segment_end: np.ndarray  # (segments,) float64
-    segment_end_max: np.ndarray  # (segments,) float64, running max of ends within each file
     segment_class: np.ndarray  # (segments,) int16, index into the task's classes
+    max_segment_length: np.ndarray  # () float64, longest segment (piece) of the subset
 
     def __len__(self) -> int:
         return len(self.duration)
@@ -49,20 +57,40 @@ class SubsetMetadata:
         # plain ndarray views for lookups: slicing an np.memmap costs Python calls per slice
         # (the arrays are never reassigned after construction, so the views stay current)
         self._lookup = tuple(
-            np.asarray(array)
-            for array in (self.segment_offsets, self.segment_start, self.segment_end, self.segment_end_max, self.segment_class)
+            np.asarray(array) for array in (self.segment_offsets, self.segment_start, self.segment_end, self.segment_class)
         )
+        self._longest = float(self.max_segment_length)
 
     def segments_in(self, file_index: int, start: float, end: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(starts, ends, classes)`` of the segments of a file that overlap ``[start, end)``."""
-        offsets, starts, ends, ends_max, classes = self._lookup
+        offsets, starts, ends, classes = self._lookup
         first, last = int(offsets[file_index]), int(offsets[file_index + 1])
         # segments starting before `end`: a prefix of the file's (start-sorted) segments
         stop = first + int(starts[first:last].searchsorted(end, side="left"))
-        # segments whose running max end exceeds `start`: a suffix; only those can overlap
-        begin = first + int(ends_max[first:stop].searchsorted(start, side="right"))
+        # no segment is longer than the longest: those ending after `start` start after this
+        begin = first + int(starts[first:stop].searchsorted(start - self._longest, side="right"))
         keep = ends[begin:stop] > start
         return starts[begin:stop][keep], ends[begin:stop][keep], classes[begin:stop][keep]
+
+    def region_ends(self, files: np.ndarray, starts: np.ndarray) -> np.ndarray:
+        """End of the annotated region in which each chunk ``(files[i], starts[i])`` starts.
+
+        Chunks are drawn inside annotated regions; one longer than its region runs past its
+        end, where nothing is annotated. Vectorised: one binary search for all chunks.
+        """
+        keys = self._region_keys()
+        chunk_keys = np.asarray(files, dtype=np.float64) * self._key_span + np.asarray(starts, dtype=np.float64)
+        index = np.searchsorted(keys, chunk_keys, side="right") - 1
+        return np.asarray(self.annotated)[np.maximum(index, 0), 1]
+
+    def _region_keys(self) -> np.ndarray:
+        # (file, region start) as one sortable float: file * span + start, span > any time
+        if not hasattr(self, "_keys"):
+            annotated = np.asarray(self.annotated)
+            self._key_span = float(np.max(self.duration, initial=0.0)) + 1.0
+            region_file = np.repeat(np.arange(len(self)), np.diff(self.annotated_offsets))
+            self._keys = region_file * self._key_span + annotated[:, 0]
+        return self._keys
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -83,11 +111,19 @@ class ProtocolMetadata:
     subsets: dict[str, SubsetMetadata]
 
     def save(self, folder: str | Path) -> None:
+        """Write the arrays into ``folder`` atomically: a reader sees all of them or none."""
         folder = Path(folder)
+        partial = folder.parent / f"{folder.name}.{os.getpid()}.partial"
+        shutil.rmtree(partial, ignore_errors=True)
         for name, subset in self.subsets.items():
-            subset.save(folder / name)
-        # written last: its presence marks a complete cache
-        (folder / "metadata.json").write_text(json.dumps({"classes": self.classes, "subsets": list(self.subsets)}))
+            subset.save(partial / name)
+        (partial / "metadata.json").write_text(json.dumps({"classes": self.classes, "subsets": list(self.subsets)}))
+        try:
+            os.replace(partial, folder)
+        except OSError:  # another process prepared the same metadata first: keep its copy
+            if not self.exists(folder):
+                raise
+            shutil.rmtree(partial, ignore_errors=True)
 
     @classmethod
     def load(cls, folder: str | Path, mmap: bool = True) -> "ProtocolMetadata":
@@ -118,21 +154,38 @@ def _flatten(per_file: list[np.ndarray], width: int, dtype) -> tuple[np.ndarray,
     return flat.astype(dtype).reshape(-1, width), offsets
 
 
-def _running_max_per_file(ends: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """Running maximum of ``ends`` restarting at every file boundary (vectorised)."""
-    if len(ends) == 0:
-        return ends.copy()
-    # shift each file by a constant larger than any previous value, so one global
-    # cumulative max never leaks across files, then remove the shift
-    file_of = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
-    shift = file_of * (float(ends.max()) + 1.0)
-    return np.maximum.accumulate(ends + shift) - shift
+def split_segments(
+    starts: np.ndarray, ends: np.ndarray, classes: np.ndarray, offsets: np.ndarray, max_length: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Segments cut into consecutive pieces of at most ``max_length`` seconds (vectorised).
+
+    ``offsets`` (files + 1,) give each file's slice of the segments; the result is sorted by
+    file then start again, with its own offsets.
+    """
+    if not max_length > 0:
+        raise ValueError(f"split_segments: max_length must be positive, got {max_length}.")
+    pieces = np.maximum(1, np.ceil((ends - starts) / max_length - 1e-9)).astype(np.int64)
+    owner = np.repeat(np.arange(len(starts)), pieces)
+    # index of each piece within its segment: 0, 1, ... restarting at every segment
+    rank = np.arange(len(owner)) - np.repeat(np.cumsum(pieces) - pieces, pieces)
+    piece_starts = starts[owner] + rank * max_length
+    # the same expression as the next piece's start, so that consecutive pieces touch exactly
+    piece_ends = np.minimum(starts[owner] + (rank + 1) * max_length, ends[owner])
+    file_of = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))[owner]
+    order = np.lexsort((piece_ends, piece_starts, file_of))
+    new_offsets = np.zeros_like(offsets)
+    new_offsets[1:] = np.cumsum(np.bincount(file_of, minlength=len(offsets) - 1))
+    return piece_starts[order], piece_ends[order], classes[owner][order], new_offsets
 
 
-def build_subset(files: Iterable, label_index: Callable[[str], int]) -> tuple[SubsetMetadata, Counter]:
+def build_subset(
+    files: Iterable, label_index: Callable[[str], int], *, max_segment_length: float
+) -> tuple[SubsetMetadata, Counter]:
     """Prepare one subset. ``label_index(label)`` gives a class index, or -1 for an unknown label.
 
-    Returns the metadata and a count of unknown labels (by label), which callers report.
+    Segments longer than ``max_segment_length`` seconds are stored as pieces (see the module
+    docstring). Returns the metadata and a count of unknown labels (by label), which callers
+    report.
     """
     uris, audios, durations, regions, segments = [], [], [], [], []
     unknown: Counter = Counter()
@@ -142,7 +195,9 @@ def build_subset(files: Iterable, label_index: Callable[[str], int]) -> tuple[Su
         uris.append(uri)
         audios.append(str(file["audio"]))
         durations.append(duration)
-        regions.append(np.array([[s.start, min(s.end, duration)] for s in file["annotated"] if s.start < duration]).reshape(-1, 2))
+        # support(): overlapping or touching UEM regions are one region to draw chunks from
+        annotated = file["annotated"].support()
+        regions.append(np.array([[s.start, min(s.end, duration)] for s in annotated if s.start < duration]).reshape(-1, 2))
         rows = []
         for start, end, label in _clip_to_duration(_segments_of(file), duration):
             index = label_index(label)
@@ -155,6 +210,9 @@ def build_subset(files: Iterable, label_index: Callable[[str], int]) -> tuple[Su
         segments.append(np.array(rows, dtype=np.float64).reshape(-1, 3))
     annotated, annotated_offsets = _flatten(regions, 2, np.float64)
     flat, segment_offsets = _flatten(segments, 3, np.float64)
+    starts, ends, classes, segment_offsets = split_segments(
+        flat[:, 0], flat[:, 1], flat[:, 2].astype(np.int16), segment_offsets, max_segment_length
+    )
     metadata = SubsetMetadata(
         uri=np.array(uris, dtype=str),
         audio=np.array(audios, dtype=str),
@@ -162,10 +220,10 @@ def build_subset(files: Iterable, label_index: Callable[[str], int]) -> tuple[Su
         annotated_offsets=annotated_offsets,
         annotated=annotated,
         segment_offsets=segment_offsets,
-        segment_start=np.ascontiguousarray(flat[:, 0]),
-        segment_end=np.ascontiguousarray(flat[:, 1]),
-        segment_end_max=_running_max_per_file(np.ascontiguousarray(flat[:, 1]), segment_offsets),
-        segment_class=flat[:, 2].astype(np.int16),
+        segment_start=np.ascontiguousarray(starts),
+        segment_end=np.ascontiguousarray(ends),
+        segment_class=classes,
+        max_segment_length=np.array(float(np.max(ends - starts, initial=0.0))),
     )
     for label, count in unknown.items():
         logger.warning("label %r (%d segments, e.g. in %r) is not one of the task's classes", label, count, unknown_files[label])
