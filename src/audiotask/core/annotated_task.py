@@ -45,7 +45,7 @@ class AnnotatedTask(Task):
         ``$AUDIOTASK_CACHE`` or ``~/.cache/audiotask``.
     audio_cache : "int16", "float16" or None
         Decode every file once into memory-mapped PCM of that type ("int16", the default,
-        is exact for 16-bit sources); None reads every chunk from its audio file.
+        is exact for 16-bit sources at the model's rate); None reads every chunk from its audio file.
     balance : str, optional
         Protocol key (e.g. "database") whose values get equal shares of training chunks.
     """
@@ -170,6 +170,7 @@ class AnnotatedTask(Task):
         # prepare_data may have run before a model was attached (no sample rate then)
         self.prepare_audio(self.metadata)
         self.specifications = self.make_specifications(self.metadata.classes)
+        self.balance_groups()  # now, before dataloader workers start
         self._validation_chunks = self.validation_chunks() if self.has_validation else None
 
     # ---- reading -----------------------------------------------------------------------
@@ -278,12 +279,14 @@ class AnnotatedTask(Task):
         )
 
     def balance_groups(self) -> Optional[np.ndarray]:
+        """The ``balance`` key's value for each training file, read from the protocol once
+        (in the main process: workers and later epochs inherit it)."""
         if self.balance is None:
             return None
-        values = {}
-        for file in self.protocol.train():
-            values[str(file["uri"])] = str(file[self.balance])
-        return np.array([values[str(uri)] for uri in self.metadata.subsets["train"].uri])
+        if getattr(self, "_balance_groups", None) is None:
+            values = {str(file["uri"]): str(file[self.balance]) for file in self.protocol.train()}
+            self._balance_groups = np.array([values[str(uri)] for uri in self.metadata.subsets["train"].uri])
+        return self._balance_groups
 
     def train__iter__(self):
         epoch = 0 if self.model is None else self.model.current_epoch

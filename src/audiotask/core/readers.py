@@ -20,7 +20,10 @@ from audiotask.core.audio import Audio, AudioError
 from audiotask.core.frames import seconds_to_samples
 
 CACHE_DTYPES = {"int16": np.int16, "float16": np.float16}
-INT16_SCALE = 32767.0
+#: full scale of int16 PCM, as libsndfile reads it (x / 32768): 16-bit sources round-trip exactly
+INT16_SCALE = 32768.0
+#: layout of the decoded-audio files, part of their names: a cache of another layout is never read
+CACHE_FORMAT = 2
 #: libsndfile's float normalisation of 16-bit PCM
 PCM16_SCALE = np.float32(2.0**-15)
 
@@ -94,7 +97,7 @@ class FileReader:
 
 def _cache_name(path: str, sample_rate: int, dtype: str) -> str:
     stat = os.stat(path)
-    key = json.dumps([os.path.abspath(path), stat.st_size, stat.st_mtime_ns, sample_rate, dtype])
+    key = json.dumps([os.path.abspath(path), stat.st_size, stat.st_mtime_ns, sample_rate, dtype, CACHE_FORMAT])
     return hashlib.sha1(key.encode()).hexdigest()
 
 
@@ -105,7 +108,8 @@ def decode_to_cache(path: str, target: Path, sample_rate: int, dtype: str) -> No
     if dtype == "int16":
         # per-file peak scaling: float audio louder than full scale is not clipped
         scale = max(1.0, float(np.abs(samples).max(initial=0.0)))
-        data = np.round(samples / scale * INT16_SCALE).astype(np.int16)
+        # full scale is 32768 as in 16-bit PCM; +1.0 itself becomes 32767 (1/32768 off)
+        data = np.clip(np.round(samples / scale * INT16_SCALE), -32768, 32767).astype(np.int16)
     else:
         scale, data = 1.0, samples.astype(np.float16)
     # the scale first, then the samples: a present .npy marks a complete entry

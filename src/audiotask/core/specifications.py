@@ -1,7 +1,8 @@
 """What a task asks of a model: the problem, its time resolution, chunk duration and classes.
 
 The model's output head, activation, loss and validation metrics are all derived from a
-``Specifications`` object (see ``audiotask.core.heads``), never chosen twice.
+``Specifications`` object (heads: ``audiotask.core.model``; losses and metrics:
+``audiotask.core.objectives``), never chosen twice.
 """
 
 from __future__ import annotations
