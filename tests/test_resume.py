@@ -66,3 +66,39 @@ def test_resumed_workers_continue_the_streams_in_the_order_of_the_interrupted_ru
     assert resumed_stream(state, epoch=1, worker=1, num_workers=2, batch_size=4) == (0, 8)
     # another epoch: untouched
     assert resumed_stream(state, epoch=2, worker=1, num_workers=2, batch_size=4) == (1, 0)
+
+
+class CrashAt(Callback):
+    """Raises at the start of training batch ``batch_idx`` (a crash, or Ctrl-C, mid-epoch)."""
+
+    def __init__(self, batch_idx: int):
+        self.batch_idx = batch_idx
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if batch_idx == self.batch_idx:
+            raise RuntimeError("simulated crash")
+
+
+def test_a_crashed_run_resumes_from_its_interrupted_checkpoint(tmp_path):
+    from audiotask.training import fit as fit_and_save
+
+    yml = make_sound_event_protocol(tmp_path / "data", name="Crash")
+
+    def model_and_recorder():
+        task = SoundEventDetection(
+            load_protocol(yml, "Crash.SpeakerDiarization.Events"), duration=0.5, batch_size=4, num_workers=0,
+            resolution="frame", cache=tmp_path / "cache",
+        )
+        pl.seed_everything(0, verbose=False)
+        return Debug(task=task), BatchRecorder()
+
+    model, full = model_and_recorder()
+    fit_and_save(model, tmp_path / "full", max_steps=7, progress=False, callbacks=[full])
+    model, crashed = model_and_recorder()
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        fit_and_save(model, tmp_path / "crashed", max_steps=7, progress=False, callbacks=[crashed, CrashAt(3)])
+    checkpoint = tmp_path / "crashed" / "checkpoints" / "interrupted.ckpt"
+    assert checkpoint.is_file()
+    model, resumed = model_and_recorder()
+    fit_and_save(model, tmp_path / "crashed", max_steps=7, progress=False, callbacks=[resumed], ckpt_path=checkpoint)
+    assert len(full.seen) == 7 and resumed.seen == full.seen[3:]

@@ -13,10 +13,13 @@ from typing import Optional
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
 from audiotask.core.model import Model
+
+#: name of the checkpoint written when training stops on an exception (Ctrl-C included)
+INTERRUPTED = "interrupted"
 
 
 @dataclass
@@ -68,11 +71,14 @@ def make_trainer(
     progress : bool
         Show a tqdm progress bar.
     **trainer_options
-        Passed to ``lightning.pytorch.Trainer``.
+        Passed to ``lightning.pytorch.Trainer``; ``callbacks`` are added to the two above.
     """
     if max_epochs is None and max_steps is None:
         raise ValueError("make_trainer: give max_epochs or max_steps.")
     output = Path(output)
+    # a run stopped by Ctrl-C or an error leaves checkpoints/interrupted.ckpt, from which
+    # --resume continues mid-epoch (the epoch-end checkpoints alone would lose the epoch)
+    interrupted = OnExceptionCheckpoint(dirpath=output / "checkpoints", filename=INTERRUPTED)
     checkpoint = ModelCheckpoint(
         dirpath=output / "checkpoints",
         # metric names contain "/": keep them out of file names, which would become folders
@@ -88,7 +94,7 @@ def make_trainer(
         max_epochs=-1 if max_epochs is None else max_epochs,
         max_steps=-1 if max_steps is None else max_steps,
         logger=CSVLogger(output, name="", version=""),
-        callbacks=[checkpoint],
+        callbacks=[checkpoint, interrupted, *trainer_options.pop("callbacks", [])],
         enable_progress_bar=progress,
         enable_model_summary=progress,
         log_every_n_steps=10,

@@ -1,6 +1,7 @@
 """Train a model on a pyannote.database protocol.
 
-Writes, under --output: checkpoints/ (Lightning checkpoints), metrics.csv (training and
+Writes, under --output: checkpoints/ (Lightning checkpoints; interrupted.ckpt when the run
+stops on Ctrl-C or an error, to continue it with --resume), metrics.csv (training and
 validation metrics, one row per logging step) and model/ (the kept model, to load with
 Model.from_pretrained or to pass to `audiotask apply`).
 
@@ -48,8 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     training.add_argument("--learning-rate", type=float, help="Adam learning rate (default: the model's, 1e-3)")
     training.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     training.add_argument("--resume", type=Path, metavar="CKPT",
-                          help="continue an interrupted run from its Lightning checkpoint (e.g. checkpoints/last.ckpt), "
-                               "mid-epoch included, on the chunks it would have seen; same options as that run")
+                          help="continue a run from its Lightning checkpoint: checkpoints/interrupted.ckpt (written when a run "
+                               "stops on Ctrl-C or an error, mid-epoch) or checkpoints/last.ckpt; training goes on with "
+                               "the chunks it would have seen; give the same options as that run")
     training.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     parser.add_argument("--output", type=Path, required=True, metavar="DIR", help="output folder")
 
