@@ -5,9 +5,11 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from audiotask.cli.common import CommandError, parse_options
+from audiotask.cli.evaluate import NO_DURATIONS_NOTE
 from audiotask.cli.main import main
 
 PROTOCOL = "Tiny.SpeakerDiarization.Events"
@@ -20,6 +22,20 @@ def read_tsv(path):
         return list(csv.reader(handle, delimiter="\t"))
 
 
+def as_rows(filename, events):
+    """Events as `audiotask apply` writes them to detections.tsv (times at 3 decimals)."""
+    return [[filename, f"{onset:.3f}", f"{offset:.3f}", label] for onset, offset, label in events]
+
+
+def train_arguments(root, resolution, output):
+    return [
+        "train", "--database", str(root / "data" / "database.yml"), "--protocol", PROTOCOL, "--task", "sed",
+        "--resolution", resolution, "--model", "Debug", "--model-option", "hidden_size=8", "--duration", "2",
+        "--batch-size", "4", "--max-steps", "3", "--num-workers", "0", "--cache", str(root / "cache"),
+        "--output", str(output), "--no-progress",
+    ]
+
+
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     """A tiny protocol, a model trained on it with `audiotask train`, and its `apply` outputs."""
@@ -30,13 +46,8 @@ def workdir(tmp_path_factory):
     database = make_sound_event_protocol(root / "data", name="Tiny", files_per_subset=(3, 1, 3), seed=3)
     durations = root / "durations.tsv"
     durations.write_text("filename\tduration\n" + "".join(f"test{i:02d}.wav\t{DURATION}\n" for i in range(3)))
-    train = [
-        "train", "--database", str(database), "--protocol", PROTOCOL, "--task", "sed", "--resolution", "frame",
-        "--model", "Debug", "--model-option", "hidden_size=8", "--duration", "2", "--batch-size", "4",
-        "--max-steps", "3", "--num-workers", "0", "--cache", str(root / "cache"), "--output", str(root / "run"),
-        "--no-progress",
-    ]
-    assert main(train) == 0
+    assert database == root / "data" / "database.yml"
+    assert main(train_arguments(root, "frame", root / "run")) == 0
     test_audio = root / "audio-test"
     test_audio.mkdir()
     for i in range(3):  # apply walks folders: give it the test files only
@@ -108,10 +119,146 @@ def test_evaluate_reference_against_itself_is_perfect(workdir, capsys):
     assert results["intersection_f1"] == pytest.approx(1.0)
 
 
-def test_evaluate_without_durations_fails_clearly(workdir, capsys):
+def test_evaluate_without_durations_computes_what_needs_none(workdir, tmp_path, capsys):
+    from audiotask.inference.formats import read_events_tsv, write_events_tsv
+
     reference = str(workdir["reference"])
-    assert main(["evaluate", reference, reference]) == 2
-    assert "--durations" in capsys.readouterr().err
+    # detections: the reference less every other event, so that micro F1 is 2K / (K + N) exactly
+    events = read_events_tsv(workdir["reference"])
+    kept = {name: file_events[::2] for name, file_events in events.items()}
+    write_events_tsv(tmp_path / "detections.tsv", kept)
+    detections = str(tmp_path / "detections.tsv")
+    found, total = sum(map(len, kept.values())), sum(map(len, events.values()))
+    assert 0 < found < total
+    capsys.readouterr()
+    assert main(["evaluate", reference, reference, "--json"]) == 0
+    captured = capsys.readouterr()
+    results = json.loads(captured.out)
+    assert results["event_f1"] == pytest.approx(1.0) and results["intersection_f1"] == pytest.approx(1.0)
+    assert not {"segment_f1", "psds1", "psds2"} & set(results)
+    assert NO_DURATIONS_NOTE in captured.err.splitlines()
+    # event- and intersection-based F1 do not depend on durations: same values as with them
+    assert main(["evaluate", reference, detections, "--json"]) == 0
+    without = json.loads(capsys.readouterr().out)
+    assert main(["evaluate", reference, detections, "--durations", str(workdir["durations"]), "--json"]) == 0
+    with_durations = json.loads(capsys.readouterr().out)
+    for key in ("event_f1", "event_f1_micro", "intersection_f1", "intersection_f1_micro"):
+        assert without[key] == with_durations[key], key
+    assert without["details"]["event_f1"]["per_class"] == with_durations["details"]["event_f1"]["per_class"]
+    assert without["event_f1_micro"] == pytest.approx(2 * found / (found + total))
+    assert without["intersection_f1_micro"] == pytest.approx(2 * found / (found + total))
+    # the table has the two columns
+    assert main(["evaluate", reference, detections]) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert "event F1" in header and "intersection F1" in header and "segment F1" not in header
+
+
+def test_evaluate_scores_without_durations_fails_clearly(workdir, capsys):
+    reference, scores = str(workdir["reference"]), str(workdir["root"] / "out" / "scores")
+    assert main(["evaluate", reference, reference, "--scores", scores]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "--scores" in error[0] and "--durations" in error[0]
+
+
+def test_apply_equals_inference_and_scores_to_events(workdir, tmp_path):
+    from audiotask.inference.inference import Inference
+    from audiotask.inference.postprocessing import scores_to_events
+
+    model, path = workdir["root"] / "run" / "model", workdir["root"] / "audio-test" / "test01.wav"
+    scores = Inference(model, step=0.512)(str(path))  # 32 frames of 16 ms
+    # thresholds inside the barely trained model's score range, so that events come and go
+    onset, offset = (float(np.quantile(scores.data, q)) for q in (0.6, 0.4))
+    options = dict(onset=onset, offset=offset, median_filter_length=0.1, min_duration_on=0.1, min_duration_off=0.06)
+    expected = scores_to_events(scores, **options)
+    assert len(expected) > 1 and expected != scores_to_events(scores, onset=onset)  # the options matter
+    apply = ["apply", str(model), str(path), "--output", str(tmp_path), "--step", "0.512", "--onset", repr(onset),
+             "--offset", repr(offset), "--median-filter", "0.1", "--min-duration-on", "0.1",
+             "--min-duration-off", "0.06", "--no-progress"]
+    assert main(apply) == 0
+    assert read_tsv(tmp_path / "detections.tsv")[1:] == as_rows("test01.wav", expected)
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--onset", "0.3", "--offset", "0.5"], "--offset (0.5) must not exceed --onset (0.3)"),
+    (["--onset", "1.5"], "--onset must be a score threshold in [0, 1]"),
+    (["--median-filter", "-0.1"], "--median-filter must be a non-negative"),
+    (["--min-duration-off", "nan"], "--min-duration-off must be a non-negative"),
+    (["--step", "0"], "step must be in (0, 2.0]"),
+])
+def test_apply_refuses_bad_options_in_one_line_before_running(workdir, tmp_path, capsys, options, message):
+    path = workdir["root"] / "audio-test" / "test00.wav"
+    output = tmp_path / "out"
+    assert main(["apply", str(workdir["root"] / "run" / "model"), str(path), "--output", str(output), *options]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and message in error[0], error
+    assert not output.exists()  # nothing ran
+
+
+def test_apply_checks_postprocessing_options_before_loading_the_model(tmp_path, capsys):
+    assert main(["apply", str(tmp_path / "no-model"), str(tmp_path), "--output", str(tmp_path / "out"),
+                 "--onset", "0.3", "--offset", "0.5"]) == 2
+    assert "--offset" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def chunk_model(workdir):
+    """A chunk-level Debug model (one score per 2-s window) trained with `audiotask train`."""
+    root = workdir["root"]
+    assert main(train_arguments(root, "chunk", root / "chunk-run")) == 0
+    return root / "chunk-run" / "model"
+
+
+def test_apply_chunk_model_spreads_windows_up_to_the_file_end(chunk_model, tmp_path):
+    import soundfile
+
+    from audiotask.inference.aggregation import windows_to_timeline
+    from audiotask.inference.formats import read_scores
+    from audiotask.inference.inference import Inference
+    from audiotask.inference.postprocessing import scores_to_events
+    from audiotask.testing.dummies import make_clip
+
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    durations = {"two.wav": 2.0, "odd.wav": 5.3}  # one window; windows past the end (5.3 s is no whole step)
+    for seed, (name, seconds) in enumerate(durations.items()):
+        samples = make_clip([(0.5, 1.5, "Dog")], duration=seconds, sample_rate=16000, seed=seed)
+        soundfile.write(audio / name, samples, 16000)
+    inference = Inference(chunk_model)
+    windows = {name: inference(str(audio / name)) for name in durations}
+    assert windows["two.wav"].data.shape == (1, len(CLASSES))  # per-window output, kept by Inference
+    timelines = {name: windows_to_timeline(windows[name], end=durations[name]) for name in durations}
+    onset = float(np.median(windows["odd.wav"].data))
+    assert main(["apply", str(chunk_model), str(audio), "--output", str(tmp_path / "out"), "--onset", repr(onset),
+                 "--no-progress"]) == 0
+
+    scores = read_scores(tmp_path / "out" / "scores")
+    # cells of one step (0.2 s) from 0 to the file's end: 10 cells for 2 s, 27 for 5.3 s (the last one cut)
+    np.testing.assert_allclose(scores["two"]["onset"], 0.2 * np.arange(10), atol=1e-6)
+    np.testing.assert_allclose(scores["odd"]["onset"], 0.2 * np.arange(27), atol=1e-6)
+    assert scores["two"]["offset"].iloc[-1] == pytest.approx(2.0)
+    assert scores["odd"]["offset"].iloc[-1] == pytest.approx(5.3)
+    for name, uri in (("two.wav", "two"), ("odd.wav", "odd")):
+        np.testing.assert_allclose(scores[uri][CLASSES].to_numpy(), timelines[name].data, atol=1e-6)
+    # a 2-s file is one window: every class above the threshold is one event over the whole file
+    assert [label for label in CLASSES if windows["two.wav"].data[0, CLASSES.index(label)] > onset]
+    rows = read_tsv(tmp_path / "out" / "detections.tsv")[1:]
+    expected = {name: scores_to_events(timelines[name], onset=onset, end=durations[name]) for name in durations}
+    assert expected["two.wav"] == [(0.0, 2.0, label) for label in CLASSES
+                                   if windows["two.wav"].data[0, CLASSES.index(label)] > onset]
+    assert rows == as_rows("odd.wav", expected["odd.wav"]) + as_rows("two.wav", expected["two.wav"])
+    assert expected["odd.wav"] and max(float(row[2]) for row in rows if row[0] == "odd.wav") <= 5.3
+
+
+def test_evaluate_chunk_model_scores_gives_psds(chunk_model, workdir, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["apply", str(chunk_model), str(workdir["root"] / "audio-test"), "--output", str(out),
+                 "--onset", "0.3", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(workdir["reference"]), str(out / "detections.tsv"), "--durations",
+                 str(workdir["durations"]), "--scores", str(out / "scores"), "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert 0.0 <= results["psds1"] <= 1.0 and 0.0 <= results["psds2"] <= 1.0
+    assert results["details"]["psds1"]["per_class"].keys() == set(CLASSES)
 
 
 def test_train_refuses_options_that_do_not_apply(workdir, capsys):

@@ -83,6 +83,36 @@ def test_frame_boundaries_of_overlapping_frames_are_centred_cells():
     np.testing.assert_allclose(frame_boundaries(scores), [0.2, 0.3, 0.4, 0.5])
 
 
+def test_scores_to_dataframe_spreads_per_window_scores_onto_cells():
+    # 2-s windows every second, [0, 2), [1, 3), [2, 4): 1-s cells are means of the windows over them
+    data = np.array([[0.9, 0.1], [0.9, 0.2], [0.1, 0.9]])
+    scores = SlidingWindowFeature(data, SlidingWindow(start=0.0, duration=2.0, step=1.0), labels=["Dog", "Speech"])
+    frame = scores_to_dataframe(scores)
+    np.testing.assert_allclose(frame["onset"], [0.0, 1.0, 2.0, 3.0])
+    np.testing.assert_allclose(frame["offset"], [1.0, 2.0, 3.0, 4.0])
+    np.testing.assert_allclose(frame[["Dog", "Speech"]].to_numpy(), [[0.9, 0.1], [0.9, 0.15], [0.5, 0.55], [0.1, 0.9]])
+    # a 3.5-s file: the last cell stops at its end; a 2-s file: two cells
+    np.testing.assert_allclose(scores_to_dataframe(scores, end=3.5)["offset"], [1.0, 2.0, 3.0, 3.5])
+    np.testing.assert_allclose(scores_to_dataframe(scores, end=2.0)["offset"], [1.0, 2.0])
+
+
+def test_psds_of_chunk_model_scores_perfect_scores_give_one():
+    from audiotask.metrics.psds import psds
+
+    # chunk-model outputs (2-s windows every 0.2 s) that are 1 exactly over each reference event
+    windows = SlidingWindow(start=0.0, duration=2.0, step=0.2)
+    scores = {
+        "a.wav": SlidingWindowFeature(np.array([[1.0, 0.0]]), windows, labels=["Dog", "Speech"]),  # a 2-s file
+        "b.wav": SlidingWindowFeature(np.tile([0.0, 1.0], (11, 1)), windows, labels=["Dog", "Speech"]),  # 4 s
+    }
+    ground_truth = {"a.wav": [(0.0, 2.0, "Dog")], "b.wav": [(0.0, 4.0, "Speech")]}
+    durations = {"a.wav": 2.0, "b.wav": 4.0}
+    for scenario in (1, 2):
+        result = psds(scores, ground_truth, durations, scenario=scenario)
+        assert result["psds"] == pytest.approx(1.0)
+        assert result["per_class"] == pytest.approx({"Dog": 1.0, "Speech": 1.0})
+
+
 def test_scores_to_dataframe_needs_class_names():
     scores = SlidingWindowFeature(np.zeros((3, 2)), SlidingWindow(start=0.0, duration=0.1, step=0.1))
     with pytest.raises(ValueError, match="classes="):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from pyannote.core import Segment, SlidingWindowFeature
+from pyannote.core import Segment, SlidingWindow, SlidingWindowFeature
 
 from audiotask.core.frames import Frames
 from audiotask.core.specifications import Problem, Resolution, Specifications
@@ -13,7 +13,10 @@ from audiotask.inference.aggregation import (
     chunk_starts,
     coverage,
     frame_weights,
+    is_per_window,
     overlap_add,
+    windows_to_cells,
+    windows_to_timeline,
 )
 from audiotask.inference.inference import Inference, default_step, step_in_samples
 from audiotask.models.debug import Debug
@@ -113,6 +116,90 @@ def test_overlap_add_rejects_starts_off_the_frame_grid():
         overlap_add(np.zeros((2, 4, 1)), np.array([0.0, 0.15]), frames=FRAMES, weights=np.ones(4), num_output_frames=6)
     with pytest.raises(ValueError, match="chunks, frames, classes"):
         overlap_add(np.zeros((2, 4)), np.array([0.0, 0.1]), frames=FRAMES, weights=np.ones(4), num_output_frames=6)
+
+
+# ---- per-window scores onto a timeline ---------------------------------------------------
+def test_windows_to_cells_are_means_of_the_windows_covering_each_centre():
+    # 1.5 s windows every 0.5 s: [0, 1.5), [0.5, 2), [1, 2.5); cells of 0.5 s up to 2.5 s
+    scores = np.array([[0.9, 0.0], [0.3, 1.0], [0.6, 0.5]])
+    cells = windows_to_cells(scores, duration=1.5, step=0.5)
+    expected = [
+        [0.9, 0.0],  # [0, 0.5): window 0
+        [0.6, 0.5],  # [0.5, 1): windows 0, 1
+        [0.6, 0.5],  # [1, 1.5): windows 0, 1, 2
+        [0.45, 0.75],  # [1.5, 2): windows 1, 2
+        [0.6, 0.5],  # [2, 2.5): window 2
+    ]
+    np.testing.assert_allclose(cells, expected, rtol=0, atol=1e-12)
+
+
+def test_windows_to_cells_end_drops_cells_starting_at_or_after_it():
+    scores = np.array([[0.9], [0.3], [0.6]])
+    np.testing.assert_allclose(windows_to_cells(scores, duration=1.5, step=0.5, end=1.2)[:, 0], [0.9, 0.6, 0.6])
+    np.testing.assert_allclose(windows_to_cells(scores, duration=1.5, step=0.5, end=1.0)[:, 0], [0.9, 0.6])
+    # an end past the last window adds nothing: no window scores that time
+    assert len(windows_to_cells(scores, duration=1.5, step=0.5, end=10.0)) == 5
+    # cells are counted from the windows' start, not from 0
+    assert len(windows_to_cells(scores, duration=1.5, step=0.5, start=1.0, end=2.2)) == 3
+    with pytest.raises(ValueError, match="end"):
+        windows_to_cells(scores, duration=1.5, step=0.5, start=1.0, end=1.0)
+
+
+def test_windows_to_cells_window_not_a_whole_number_of_steps():
+    # [0, 2.3) and [1, 3.3): the cell [3, 4) reaches the last window's end, but its centre
+    # 3.5 is past it: it keeps the previous cell's score (window 1 alone)
+    cells = windows_to_cells(np.array([[1.0], [2.0]]), duration=2.3, step=1.0)
+    np.testing.assert_allclose(cells[:, 0], [1.0, 1.5, 2.0, 2.0])
+    # [0, 2.7), [1, 3.7): centres 0.5 .. 3.5 all covered
+    cells = windows_to_cells(np.array([[1.0], [2.0]]), duration=2.7, step=1.0)
+    np.testing.assert_allclose(cells[:, 0], [1.0, 1.5, 1.5, 2.0])
+
+
+@pytest.mark.parametrize("duration, step, windows", [(2.0, 0.2, 17), (2.0, 0.7, 6), (1.0, 1.0, 4), (0.9, 0.2, 9)])
+def test_windows_to_cells_equals_cell_by_cell_reference(duration, step, windows):
+    scores = np.random.default_rng(0).random((windows, 3))
+    cells = windows_to_cells(scores, duration=duration, step=step, start=0.5)
+    starts = 0.5 + step * np.arange(windows)
+    expected = []
+    for k in range(len(cells)):  # plain loop: the windows containing each cell's centre
+        centre = 0.5 + (k + 0.5) * step
+        covering = (starts <= centre + 1e-9) & (centre < starts + duration - 1e-9)
+        expected.append(scores[covering].mean(axis=0) if covering.any() else expected[-1])
+    assert starts[-1] + duration <= 0.5 + len(cells) * step < starts[-1] + duration + step  # reaches the last end
+    np.testing.assert_allclose(cells, expected, rtol=0, atol=1e-12)
+
+
+def test_windows_to_cells_checks_its_input():
+    with pytest.raises(ValueError, match="windows, classes"):
+        windows_to_cells(np.zeros(3), duration=2.0, step=0.5)
+    with pytest.raises(ValueError, match="duration >= step"):
+        windows_to_cells(np.zeros((3, 1)), duration=0.1, step=0.5)
+
+
+def test_windows_to_timeline_keeps_labels_dtype_and_frames():
+    windows = SlidingWindow(start=0.0, duration=2.0, step=0.5)
+    scores = SlidingWindowFeature(np.array([[0.2, 0.8], [0.4, 0.6]], dtype=np.float32), windows, labels=CLASSES)
+    assert is_per_window(windows) and not is_per_window(SlidingWindow(start=0, duration=0.02, step=320 / 16000))
+    timeline = windows_to_timeline(scores, end=2.3)
+    cells = timeline.sliding_window
+    assert (cells.start, cells.duration, cells.step) == (0.0, 0.5, 0.5)
+    assert timeline.labels == CLASSES and timeline.data.dtype == np.float32
+    # cells [0, 0.5) .. [2, 2.5): window 0 alone, both, both, both, window 1 alone
+    np.testing.assert_allclose(timeline.data[:, 0], [0.2, 0.3, 0.3, 0.3, 0.4], rtol=1e-6)
+    # frames one step long come back as they are
+    frames = SlidingWindowFeature(np.arange(6.0).reshape(3, 2), FRAMES.sliding_window(), labels=CLASSES)
+    np.testing.assert_array_equal(windows_to_timeline(frames).data, frames.data)
+
+
+def test_chunk_model_file_of_one_chunk_is_one_window_spread_over_it(tmp_path):
+    model = debug_model(resolution=Resolution.CHUNK)
+    path = tmp_path / "two-seconds.wav"
+    soundfile.write(path, make_clip([(0.5, 1.5, "Dog")], duration=2.0, sample_rate=SAMPLE_RATE, seed=3), SAMPLE_RATE)
+    scores = Inference(model)(path)
+    assert scores.data.shape == (1, 2)  # the per-window output is kept
+    timeline = windows_to_timeline(scores, end=2.0)
+    assert timeline.data.shape == (10, 2) and timeline.sliding_window.step == pytest.approx(0.2)
+    np.testing.assert_allclose(timeline.data, np.repeat(scores.data, 10, axis=0))
 
 
 # ---- step ------------------------------------------------------------------------------

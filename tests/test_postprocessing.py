@@ -202,6 +202,37 @@ def test_scores_to_events_class_names_from_argument_or_labels():
         scores_to_events(scores)
 
 
+def test_scores_to_events_of_one_window_covers_the_window():
+    # a 2-s file scored by a 2-s chunk model, hop 0.2 s: one window, the whole file
+    scores = SlidingWindowFeature(np.array([[0.9, 0.1]]), SlidingWindow(start=0.0, duration=2.0, step=0.2),
+                                  labels=["Dog", "Speech"])
+    assert scores_to_events(scores) == [(0.0, 2.0, "Dog")]
+    assert scores_to_events(scores, end=2.0) == [(0.0, 2.0, "Dog")]
+
+
+def test_scores_to_events_of_overlapping_windows_uses_cell_means_and_end():
+    # 2-s windows every second, [0, 2), [1, 3), [2, 4), over a 3.5-s file; cell means:
+    # Dog 0.9, 0.9, 0.5, 0.1 and Speech 0.1, 0.15, 0.55, 0.9 (onset 0.5 is strict)
+    data = np.array([[0.9, 0.1], [0.9, 0.2], [0.1, 0.9]])
+    scores = SlidingWindowFeature(data, SlidingWindow(start=0.0, duration=2.0, step=1.0), labels=["Dog", "Speech"])
+    assert scores_to_events(scores) == [(0.0, 2.0, "Dog"), (2.0, 4.0, "Speech")]
+    # the file ends at 3.5 s: the last cell is cut there
+    assert scores_to_events(scores, end=3.5) == [(0.0, 2.0, "Dog"), (2.0, 3.5, "Speech")]
+    # ... and at 2 s, cells from 2 s on are gone
+    assert scores_to_events(scores, end=2.0) == [(0.0, 2.0, "Dog")]
+    # post-processing runs on the cells: 2 cells of 1 s are a 2-s event
+    assert scores_to_events(scores, min_duration_on=2.5) == []
+    assert scores_to_events(scores, min_duration_on=2.0) == [(0.0, 2.0, "Dog"), (2.0, 4.0, "Speech")]
+
+
+def test_scores_to_events_end_cuts_frame_scores_too():
+    scores = SlidingWindowFeature(column(0.0, 0.9, 0.9, 0.9, 0.9), FRAMES, labels=["Dog"])
+    assert scores_to_events(scores) == [(0.1, 0.5, "Dog")]
+    assert scores_to_events(scores, end=0.35) == [(0.1, 0.35, "Dog")]
+    with pytest.raises(ValueError, match="end"):
+        scores_to_events(scores, end=0.0)
+
+
 def test_events_to_annotation():
     annotation = events_to_annotation([(0.0, 1.5, "Dog"), (1.0, 2.0, "Dog"), (3.0, 4.0, "Cat")], "clip")
     assert annotation.uri == "clip"

@@ -2,7 +2,8 @@
 
 Writes, under --output: scores/ (one sed_scores_eval TSV of frame scores per file) and
 detections.tsv (DCASE format: filename, onset, offset, event_label), or detections.rttm
-with --format rttm.
+with --format rttm. A chunk-level model's scores of overlapping windows are spread onto
+cells one step long (each the mean of the windows covering it), up to the file's end.
 
 example:
   audiotask apply run/model data/audio/test --output predictions --median-filter 0.45
@@ -27,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     inference.add_argument("--batch-size", type=int, default=32, help="chunks per forward pass (default: %(default)s)")
     inference.add_argument("--device", help="e.g. cpu, cuda (default: cuda when available)")
     post = parser.add_argument_group("post-processing (scores -> events)")
-    post.add_argument("--onset", type=float, default=0.5, help="activation threshold (default: %(default)s)")
+    post.add_argument("--onset", type=float, default=0.5, help="activation threshold, in [0, 1] (default: %(default)s)")
     post.add_argument("--offset", type=float, help="deactivation threshold (default: --onset)")
     post.add_argument("--median-filter", type=float, default=0.0, metavar="SECONDS",
                       help="median filter length in seconds (default: %(default)s, none)")
@@ -41,7 +42,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def postprocessing_options(args: argparse.Namespace) -> dict:
-    """Keyword arguments of ``scores_to_events`` from the command line."""
+    """Keyword arguments of ``scores_to_events`` from the command line, checked.
+
+    Raises ``CommandError`` for options that ``scores_to_events`` would refuse or that make
+    no sense, so that they fail before the model has run over every file.
+    """
+    for name in ("onset", "offset"):
+        value = getattr(args, name)
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise CommandError(f"--{name} must be a score threshold in [0, 1], got {value}")
+    if args.offset is not None and args.offset > args.onset:
+        raise CommandError(f"--offset ({args.offset}) must not exceed --onset ({args.onset}): "
+                           "an event starts above --onset and ends at or below --offset")
+    for name in ("median_filter", "min_duration_on", "min_duration_off"):
+        value = getattr(args, name)
+        if not value >= 0.0:  # NaN too
+            raise CommandError(f"--{name.replace('_', '-')} must be a non-negative number of seconds, got {value}")
     return dict(
         onset=args.onset,
         offset=args.offset,
@@ -55,20 +71,30 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm.auto import tqdm
 
-    from audiotask.inference.formats import write_events_tsv, write_rttm, write_scores
+    from audiotask.inference.aggregation import is_per_window, windows_to_timeline
+    from audiotask.inference.formats import scores_to_dataframe, write_events_tsv, write_rttm, write_scores
     from audiotask.inference.inference import Inference
     from audiotask.inference.postprocessing import events_to_annotation, scores_to_events
 
+    options = postprocessing_options(args)
     files = find_audio_files(args.audio)
     if not args.model.exists():
         raise CommandError(f"no such model: {args.model}")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    inference = Inference(args.model, step=args.step, batch_size=args.batch_size, device=device)
-    options = postprocessing_options(args)
+    try:
+        inference = Inference(args.model, step=args.step, batch_size=args.batch_size, device=device)
+    except ValueError as error:  # --step outside (0, chunk duration], --batch-size < 1
+        raise CommandError(str(error)) from None
     scores, events = {}, {}
     for path in tqdm(files, desc="Files", unit="file", disable=not args.progress):
-        scores[path.name] = inference(str(path))
-        events[path.name] = scores_to_events(scores[path.name], **options)
+        end = inference.model.audio.get_duration(str(path))
+        file_scores = inference(str(path))
+        if is_per_window(file_scores.sliding_window):
+            # a chunk model's rows are overlapping windows, the last one running over zero
+            # padding: a timeline of step-long cells stopping at the file's end replaces them
+            file_scores = windows_to_timeline(file_scores, end=end)
+        scores[path.name] = scores_to_dataframe(file_scores, end=end)
+        events[path.name] = scores_to_events(file_scores, end=end, **options)
     args.output.mkdir(parents=True, exist_ok=True)
     write_scores(args.output / "scores", scores)
     if args.format == "tsv":

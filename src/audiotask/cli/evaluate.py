@@ -4,7 +4,9 @@ Sound event detection (--task sed, the default): REFERENCE and PREDICTIONS are D
 files (filename, onset, offset, event_label); event-based, segment-based and
 intersection-based F1 are computed from the detections, PSDS1 and PSDS2 from the frame
 scores when --scores gives the folder `audiotask apply` wrote them to. File durations come
-from --durations (filename<TAB>duration) or from the audio files under --audio.
+from --durations (filename<TAB>duration) or from the audio files under --audio; without
+them, only event-based and intersection-based F1 are computed (over the files of
+REFERENCE), since segment-based F1 and PSDS need each file's duration.
 
 Voice activity detection (--task vad): REFERENCE and PREDICTIONS are RTTM (or DCASE TSV)
 files; the detection error rate is computed (no collar) over the regions of --uem, or
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from audiotask.cli.common import CommandError, audio_durations, read_durations
@@ -73,28 +76,56 @@ def evaluate_vad(args: argparse.Namespace) -> dict:
     return detection_error_rate(references, hypotheses, uems=uems)
 
 
-def sed_durations(args: argparse.Namespace, filenames) -> dict:
-    """File durations from --durations, or from the audio under --audio; an error otherwise."""
+#: said on stderr when sed is evaluated without durations
+NO_DURATIONS_NOTE = "note: segment-based F1 and PSDS need file durations (--durations or --audio); not computed"
+
+
+def sed_durations(args: argparse.Namespace, filenames) -> dict | None:
+    """File durations from --durations, or from the audio under --audio; None without either."""
     if args.durations is not None:
         if not args.durations.is_file():
             raise CommandError(f"no such file: {args.durations}")
         return read_durations(args.durations)
     if args.audio is not None:
         return audio_durations(args.audio, filenames)
-    raise CommandError(
-        "file durations are needed: give --durations FILE (filename<TAB>seconds) "
-        "or --audio DIR (the folder of the reference audio)"
-    )
+    return None
+
+
+def evaluate_without_durations(ground_truth: dict, detections: dict) -> dict:
+    """Event-based and intersection-based F1, the metrics that need no file durations.
+
+    Neither counts time: collars and overlap ratios compare events with events, and false
+    positives are counted, not normalised by duration. The files evaluated are those of the
+    ground truth. Same form as ``evaluate_sound_events``' results.
+    """
+    from audiotask.metrics.events import merge_reference, read_ground_truth
+    from audiotask.metrics.sound_events import event_based_f1, intersection_based_f1
+
+    # merged once, as evaluate_sound_events does: the metrics then do not warn twice
+    ground_truth = merge_reference(read_ground_truth(ground_truth))
+    results: dict = {}
+    details: dict = {}
+    for key, metric in (("event_f1", event_based_f1), ("intersection_f1", intersection_based_f1)):
+        details[key] = metric(detections, ground_truth)
+        results[key] = details[key]["macro"]["f1"]
+        results[f"{key}_micro"] = details[key]["micro"]["f1"]
+    results["details"] = details
+    return results
 
 
 def evaluate_sed(args: argparse.Namespace) -> dict:
-    """Event / segment / intersection F1 of the detections, PSDS of the scores when given."""
+    """Event / segment / intersection F1 of the detections, PSDS of the scores when given.
+
+    Without durations, only event-based and intersection-based F1 (a note on stderr says so).
+    """
     from audiotask.inference.formats import read_events_tsv, read_scores
     from audiotask.metrics.sound_events import evaluate_sound_events
 
     for path in (args.reference, args.predictions):
         if not path.is_file():
             raise CommandError(f"no such file: {path}")
+    if args.scores is not None and args.durations is None and args.audio is None:
+        raise CommandError("--scores (PSDS) needs file durations: give --durations FILE or --audio DIR")
     ground_truth = read_events_tsv(args.reference)
     detections = read_events_tsv(args.predictions)
     scores = None
@@ -103,6 +134,9 @@ def evaluate_sed(args: argparse.Namespace) -> dict:
             raise CommandError(f"no such folder: {args.scores}")
         scores = read_scores(args.scores)
     durations = sed_durations(args, ground_truth)
+    if durations is None:
+        print(NO_DURATIONS_NOTE, file=sys.stderr)
+        return evaluate_without_durations(ground_truth, detections)
     return evaluate_sound_events(ground_truth, durations, detections=detections, scores=scores)
 
 

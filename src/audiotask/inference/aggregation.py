@@ -4,13 +4,18 @@ Pure, vectorised numpy functions. Times are in seconds; the frame grid is a mode
 :class:`~audiotask.core.frames.Frames`. Frame ``f`` of the chunk starting at ``start``
 seconds is frame ``round(start / frames.step) + f`` of the file, so chunk starts must lie
 on the frame grid (multiples of ``frames.step``); :func:`overlap_add` checks it.
+
+CHUNK models score whole windows, which overlap (a 2 s window every 0.2 s);
+:func:`windows_to_cells` / :func:`windows_to_timeline` spread those per-window scores onto
+a timeline of non-overlapping cells one step wide, the form events and score files need.
 """
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
+from pyannote.core import SlidingWindow, SlidingWindowFeature
 
 from audiotask.core.frames import Frames, num_chunks
 
@@ -22,6 +27,11 @@ WINDOWS = ("hamming", "uniform")
 
 # how far (in frames) a chunk start may sit from the frame grid before it is an error
 _GRID_TOLERANCE = 1e-6
+# relative margin by which a window must exceed its step to hold per-window scores: frames
+# of FRAME models have duration == step up to float error (0.02 vs 320 / 16000)
+_WINDOW_TOLERANCE = 1e-6
+# absorbs float error when a duration in seconds is divided into steps (2.0 / 0.2)
+_EPSILON = 1e-9
 
 
 def chunk_starts(total_duration: float, *, duration: float, step: float) -> np.ndarray:
@@ -180,3 +190,94 @@ def overlap_add(
     covered = weight_sum > 0
     total[covered] /= weight_sum[covered, None]
     return total
+
+
+def is_per_window(window: SlidingWindow) -> bool:
+    """Whether rows on ``window`` are per-window scores (windows longer than their step).
+
+    A CHUNK model's rows score overlapping windows (``duration > step``); a FRAME model's
+    rows are frames, one step long, that tile the file.
+    """
+    return window.duration > window.step * (1 + _WINDOW_TOLERANCE)
+
+
+def windows_to_cells(
+    window_scores: np.ndarray,
+    *,
+    duration: float,
+    step: float,
+    start: float = 0.0,
+    end: Optional[float] = None,
+) -> np.ndarray:
+    """Per-window scores spread onto cells one step wide: each cell is the mean of the windows covering its centre.
+
+    Parameters
+    ----------
+    window_scores : (windows, classes) array
+        Row ``c`` scores the window ``[start + c * step, start + c * step + duration)``.
+    duration, step : float
+        Window duration and hop, in seconds (``duration >= step > 0``).
+    start : float
+        Start of window 0, in seconds.
+    end : float, optional
+        End of the file, in seconds: cells starting at or after it are dropped (the last
+        window usually runs past the file's end, over zero padding); ``end > start``.
+
+    Returns
+    -------
+    cells : (cells, classes) float64 array
+        Cell ``k`` is ``[start + k * step, start + (k + 1) * step)``; its score is the mean
+        of the rows ``c`` whose window contains the cell's centre ``start + (k + 0.5) * step``.
+        Cells reach the end of the last window: ``windows - 1 + ceil(duration / step)`` of
+        them (fewer with ``end``). When ``duration`` is not a whole number of steps, the
+        last cell's centre may lie past every window: it takes the previous cell's score.
+    """
+    scores = np.asarray(window_scores, dtype=np.float64)
+    if scores.ndim != 2 or len(scores) == 0:
+        raise ValueError(
+            f"windows_to_cells: window_scores must be (windows, classes), windows >= 1, got {scores.shape}."
+        )
+    if not step > 0 or duration < step * (1 - _WINDOW_TOLERANCE):
+        # shorter windows leave gaps between them that no score covers
+        raise ValueError(f"windows_to_cells: need duration >= step > 0, got duration={duration}, step={step}.")
+    num_windows, num_classes = scores.shape
+    ratio = duration / step
+    # window c covers the centres of cells c .. c + per_window - 1: those j >= 0 with (j + 0.5) < ratio
+    per_window = int(np.ceil(ratio - 0.5 - _EPSILON))
+    num_cells = num_windows - 1 + int(np.ceil(ratio - _EPSILON))
+    if end is not None:
+        if not end > start:
+            raise ValueError(f"windows_to_cells: end ({end} s) must come after the first window's start ({start} s).")
+        num_cells = min(num_cells, max(1, int(np.ceil((end - start) / step - _EPSILON))))
+    # the last covered cell is num_windows + per_window - 2; a cell past it borrows its windows
+    cell = np.minimum(np.arange(num_cells), num_windows + per_window - 2)
+    first = np.maximum(cell - per_window + 1, 0)  # windows first .. last - 1 cover the cell's centre
+    last = np.minimum(cell, num_windows - 1) + 1
+    # a prefix sum turns every cell's window sum into one subtraction, with no loop over cells
+    cumulative = np.concatenate([np.zeros((1, num_classes)), np.cumsum(scores, axis=0)])
+    return (cumulative[last] - cumulative[first]) / (last - first)[:, None]
+
+
+def windows_to_timeline(scores: SlidingWindowFeature, end: Optional[float] = None) -> SlidingWindowFeature:
+    """:func:`windows_to_cells` of per-window scores, on a sliding window whose duration is its step.
+
+    Parameters
+    ----------
+    scores : SlidingWindowFeature, data of shape (windows, classes)
+        Per-window scores, as :class:`~audiotask.inference.inference.Inference` returns
+        them for CHUNK models (row ``c``: the window ``[start + c * step, ... + duration)``).
+        Frames one step long (FRAME models) come back unchanged, less cells past ``end``.
+    end : float, optional
+        End of the file, in seconds (see :func:`windows_to_cells`).
+
+    Returns
+    -------
+    SlidingWindowFeature, data of shape (cells, classes)
+        Cell ``k`` is ``[start + k * step, start + (k + 1) * step)``; same labels, and the
+        input's float dtype (float32 stays float32).
+    """
+    window = scores.sliding_window
+    data = windows_to_cells(scores.data, duration=window.duration, step=window.step, start=window.start, end=end)
+    dtype = scores.data.dtype if np.issubdtype(scores.data.dtype, np.floating) else np.float64
+    cells = SlidingWindow(start=window.start, duration=window.step, step=window.step)
+    return SlidingWindowFeature(data.astype(dtype), cells, labels=scores.labels)

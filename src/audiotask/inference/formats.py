@@ -93,23 +93,36 @@ def frame_boundaries(scores: SlidingWindowFeature) -> np.ndarray:
 
     Cell ``i`` is ``[centre(i) - step/2, centre(i) + step/2)``: the frame itself for
     non-overlapping frames, and the same cells as
-    :func:`audiotask.inference.postprocessing.active_to_events` otherwise.
+    :func:`audiotask.inference.postprocessing.active_to_events` otherwise. Rows that score
+    whole windows (CHUNK models) are no such cells: :func:`scores_to_dataframe` first
+    spreads them onto a timeline (:func:`~audiotask.inference.aggregation.windows_to_timeline`).
     """
     frames = scores.sliding_window
     first = frames.start + 0.5 * frames.duration - 0.5 * frames.step
     return first + np.arange(len(scores.data) + 1) * frames.step
 
 
-def scores_to_dataframe(scores: SlidingWindowFeature, classes: Optional[Sequence[str]] = None) -> pd.DataFrame:
+def scores_to_dataframe(
+    scores: SlidingWindowFeature, classes: Optional[Sequence[str]] = None, *, end: Optional[float] = None
+) -> pd.DataFrame:
     """sed_scores_eval score DataFrame (``onset``, ``offset``, one column per class) of frame scores.
 
     Parameters
     ----------
     scores : pyannote.core.SlidingWindowFeature, data of shape (frames, classes)
+        Frame scores, or per-window scores (``sliding_window.duration > step``, a CHUNK
+        model's output), which are first spread onto step-wide cells by
+        :func:`~audiotask.inference.aggregation.windows_to_timeline`.
     classes : sequence of str, optional
         Column names; default ``scores.labels``.
+    end : float, optional
+        End of the file, in seconds: cells starting at or after it are dropped and the last
+        offset is cut to it, as :func:`~audiotask.inference.postprocessing.scores_to_events` does.
     """
     from sed_scores_eval.base_modules.scores import create_score_dataframe
+
+    from audiotask.inference.aggregation import is_per_window, windows_to_timeline
+    from audiotask.inference.postprocessing import rows_before
 
     data = np.asarray(scores.data)
     if data.ndim != 2:
@@ -117,7 +130,13 @@ def scores_to_dataframe(scores: SlidingWindowFeature, classes: Optional[Sequence
     classes = list(classes if classes is not None else (scores.labels or []))
     if len(classes) != data.shape[1]:
         raise ValueError(f"{len(classes)} class names for scores of shape {data.shape}: give classes=")
-    return create_score_dataframe(data, frame_boundaries(scores), classes)
+    if is_per_window(scores.sliding_window):
+        scores = windows_to_timeline(scores, end=end)
+    data = rows_before(np.asarray(scores.data), frames=scores.sliding_window, end=end)
+    boundaries = frame_boundaries(scores)[: len(data) + 1]
+    if end is not None:
+        boundaries[-1] = min(boundaries[-1], end)
+    return create_score_dataframe(data, boundaries, classes)
 
 
 def _as_dataframe(scores: Union[SlidingWindowFeature, pd.DataFrame]) -> pd.DataFrame:

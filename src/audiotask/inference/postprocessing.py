@@ -8,6 +8,10 @@ Time convention (see :mod:`audiotask.core.frames`): active frames ``i .. j-1`` m
 event ``[centre(i) - step/2, centre(j-1) + step/2)``, i.e. the frame edges for
 non-overlapping frames. :func:`audiotask.inference.formats.scores_to_dataframe` uses the same
 cells, so events and score files agree on where a frame starts and ends.
+
+Per-window scores (a CHUNK model's rows, windows longer than their step) are first spread
+onto step-wide cells by :func:`audiotask.inference.aggregation.windows_to_timeline`: a row
+is a whole window, not a cell centred on it.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import scipy.ndimage
 from pyannote.core import Annotation, Segment, SlidingWindow, SlidingWindowFeature
+
+from audiotask.inference.aggregation import is_per_window, windows_to_timeline
 
 Event = tuple[float, float, str]
 PerClass = Union[float, Sequence[float]]
@@ -213,13 +219,17 @@ def scores_to_events(
     min_duration_on: PerClass = 0.0,
     min_duration_off: PerClass = 0.0,
     classes: Optional[Sequence[str]] = None,
+    end: Optional[float] = None,
 ) -> list[Event]:
-    """Events of a file's frame scores: median filter, hysteresis, minimum durations.
+    """Events of a file's scores: median filter, hysteresis, minimum durations.
 
     Parameters
     ----------
     scores : pyannote.core.SlidingWindowFeature, data of shape (frames, classes)
-        Scores in [0, 1] (after the model's activation) on their frame grid.
+        Scores in [0, 1] (after the model's activation) on their frame grid. Per-window
+        scores (``sliding_window.duration > step``, a CHUNK model's output) are first
+        spread onto step-wide cells by :func:`~audiotask.inference.aggregation.windows_to_timeline`,
+        so that an event covers the windows that detected it.
     onset, offset : float or sequence of float
         Hysteresis thresholds (see :func:`binarize_hysteresis`).
     median_filter_length : float or sequence of float
@@ -228,6 +238,9 @@ def scores_to_events(
         Minimum event and gap durations in seconds (see :func:`apply_min_durations`).
     classes : sequence of str, optional
         Class names; default ``scores.labels``.
+    end : float, optional
+        End of the file, in seconds: cells starting at or after it are dropped and offsets
+        past it are cut to it (the last window or frame may run over zero padding).
 
     Returns
     -------
@@ -237,13 +250,33 @@ def scores_to_events(
     classes = list(classes if classes is not None else (scores.labels or []))
     if len(classes) != data.shape[1]:
         raise ValueError(f"{len(classes)} class names for scores of shape {data.shape}: give classes=")
+    if is_per_window(scores.sliding_window):
+        scores = windows_to_timeline(scores, end=end)
     frames = scores.sliding_window
+    data = rows_before(scores.data, frames=frames, end=end)
     filtered = median_filter(data, frame_step=frames.step, length=median_filter_length)
     active = binarize_hysteresis(filtered, onset=onset, offset=offset)
     active = apply_min_durations(
         active, frame_step=frames.step, min_duration_on=min_duration_on, min_duration_off=min_duration_off
     )
-    return active_to_events(active, frames=frames, classes=classes)
+    events = active_to_events(active, frames=frames, classes=classes)
+    if end is None:
+        return events
+    last = round(float(end), _TIME_DECIMALS)
+    return [(on, min(off, last), label) for on, off, label in events]
+
+
+def rows_before(data: np.ndarray, *, frames: SlidingWindow, end: Optional[float]) -> np.ndarray:
+    """The rows of ``data`` (frames, classes) whose cell starts before ``end`` seconds (all without ``end``).
+
+    Cell ``i`` is ``[centre(i) - step/2, centre(i) + step/2)``, as in :func:`active_to_events`.
+    """
+    if end is None:
+        return data
+    first_edge = frames.start + 0.5 * frames.duration - 0.5 * frames.step
+    if not end > first_edge:
+        raise ValueError(f"end ({end} s) must come after the first cell's start ({first_edge} s)")
+    return data[: max(1, int(np.ceil((end - first_edge) / frames.step - _EPSILON)))]
 
 
 def events_to_annotation(events: Sequence[Event], uri: str) -> Annotation:

@@ -6,7 +6,7 @@ From frame scores (:func:`psds`), or from detections at several thresholds, psds
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence, Union
+from typing import Mapping, Optional, Sequence, Union
 
 import numpy as np
 import pandas as pd
@@ -27,15 +27,21 @@ PSDS_SCENARIOS = {
 }
 
 
-def score_frames(scores, files: FileSet) -> dict[str, pd.DataFrame]:
-    """Scores (a folder, or ``{name: DataFrame or SlidingWindowFeature}``) keyed by the evaluated files."""
+def score_frames(scores, files: FileSet, seconds: Optional[Mapping[str, float]] = None) -> dict[str, pd.DataFrame]:
+    """Scores (a folder, or ``{name: DataFrame or SlidingWindowFeature}``) keyed by the evaluated files.
+
+    ``SlidingWindowFeature`` scores become DataFrames cut at each file's duration (from
+    ``seconds``, when given): a CHUNK model's last window runs over zero padding.
+    """
     from audiotask.inference.formats import read_scores, scores_to_dataframe
 
     if not isinstance(scores, Mapping):
         scores = read_scores(scores)
-    frames = files.rekey(
-        {name: s if isinstance(s, pd.DataFrame) else scores_to_dataframe(s) for name, s in scores.items()}, "the scores"
-    )
+    scores = files.rekey(scores, "the scores")
+    frames = {
+        name: s if isinstance(s, pd.DataFrame) else scores_to_dataframe(s, end=None if seconds is None else seconds[name])
+        for name, s in scores.items()
+    }
     missing = [name for name in files.names if name not in frames]
     if missing:
         raise ValueError(f"no scores for {len(missing)} evaluated file(s): {', '.join(missing[:5])}")
@@ -95,7 +101,7 @@ def psds(
         ``scenario`` and ``settings``.
     """
     files, reference, seconds = evaluation_set(ground_truth, durations)
-    return psds_of_frames(score_frames(scores, files), reference, seconds, scenario)
+    return psds_of_frames(score_frames(scores, files, seconds), reference, seconds, scenario)
 
 
 def _read_detections(detections: Union[PathLike, Events]) -> Events:

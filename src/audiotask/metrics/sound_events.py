@@ -205,7 +205,7 @@ def evaluate_sound_events(
     details: dict = {}
     if scores is not None:
         files, reference, seconds = evaluation_set(ground_truth, durations)
-        frames = score_frames(scores, files)
+        frames = score_frames(scores, files, seconds)
         for scenario in sorted(PSDS_SCENARIOS):
             details[f"psds{scenario}"] = psds_of_frames(frames, reference, seconds, scenario)
             results[f"psds{scenario}"] = details[f"psds{scenario}"]["psds"]
