@@ -30,6 +30,13 @@ def _stored(file, key: str):
         return None
 
 
+def _wrapping(wrapper: Callable, *inside) -> Callable:
+    """``wrapper``, marked with what it holds (``audiotask_wraps``): the fingerprint of the
+    prepared-metadata cache trusts our wrappers only as far as what they wrap."""
+    wrapper.audiotask_wraps = inside
+    return wrapper
+
+
 def duration_preprocessor(audio: Audio, existing: Optional[Callable] = None) -> Callable:
     """Preprocessor giving the file's duration: the protocol's own, else the audio header's."""
 
@@ -39,7 +46,7 @@ def duration_preprocessor(audio: Audio, existing: Optional[Callable] = None) -> 
             return float(value)
         return audio.get_duration(file)
 
-    return duration
+    return _wrapping(duration, audio, existing)
 
 
 def annotated_preprocessor(existing: Optional[Callable] = None) -> Callable:
@@ -51,7 +58,7 @@ def annotated_preprocessor(existing: Optional[Callable] = None) -> Callable:
             return Timeline([Segment(0.0, file["duration"])], uri=file["uri"])
         return value
 
-    return annotated
+    return _wrapping(annotated, existing)
 
 
 #: Annotations may overrun a file by float rounding; beyond this, the user hears about it.
@@ -87,7 +94,7 @@ def annotation_preprocessor(existing: Optional[Callable] = None) -> Callable:
             warn_overrun(file["uri"], raw, file["duration"])
         return existing(file) if existing is not None and existing is not source else raw
 
-    return annotation
+    return _wrapping(annotation, existing, source)
 
 
 def check_audio(file) -> None:
