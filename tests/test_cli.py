@@ -356,3 +356,11 @@ def test_train_resumes_from_a_checkpoint(workdir, capsys):
         assert {int(row["epoch"]) for row in csv.DictReader(handle)} == {1, 2}
     assert main([*arguments, "--resume", str(resumed / "missing.ckpt")]) == 2
     assert "no such checkpoint" in capsys.readouterr().err
+
+
+def test_evaluate_names_a_detected_file_missing_from_the_reference(workdir, tmp_path, capsys):
+    detections = tmp_path / "detections.tsv"
+    detections.write_text("filename\tonset\toffset\tevent_label\nnowhere.wav\t0.0\t1.0\tDog\n")
+    assert main(["evaluate", str(workdir["reference"]), str(detections), "--durations", str(workdir["durations"])]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "nowhere.wav" in error and len(error.splitlines()) == 1

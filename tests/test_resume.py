@@ -102,3 +102,15 @@ def test_a_crashed_run_resumes_from_its_interrupted_checkpoint(tmp_path):
     model, resumed = model_and_recorder()
     fit_and_save(model, tmp_path / "crashed", max_steps=7, progress=False, callbacks=[resumed], ckpt_path=checkpoint)
     assert len(full.seen) == 7 and resumed.seen == full.seen[3:]
+
+
+def test_a_new_run_in_a_used_output_folder_starts_afresh(tmp_path):
+    from audiotask.training import fit as fit_and_save
+
+    yml = make_sound_event_protocol(tmp_path / "data", name="Again")
+    for _ in range(2):  # the second run must not pick up the first one's last.ckpt
+        task = SoundEventDetection(load_protocol(yml, "Again.SpeakerDiarization.Events"), duration=0.5, batch_size=4,
+                                   num_workers=0, resolution="frame", cache=tmp_path / "cache")
+        recorder = BatchRecorder()
+        fit_and_save(Debug(task=task), tmp_path / "run", max_steps=3, progress=False, callbacks=[recorder])
+        assert len(recorder.seen) == 3

@@ -13,7 +13,7 @@ from typing import Optional
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
 from audiotask.core.model import Model
@@ -32,6 +32,20 @@ class TrainingResult:
     checkpoint: Optional[Path]  #: checkpoint the saved model comes from
     monitored: Optional[str] = None  #: metric that chose it (None: the last one)
     best_score: Optional[float] = None
+
+
+class InterruptedCheckpoint(Callback):
+    """Saves a checkpoint at ``path`` when training stops on an exception (Ctrl-C included).
+
+    Lightning's own ``OnExceptionCheckpoint`` also turns every ``fit(ckpt_path=None)`` into
+    ``ckpt_path="last"``, silently resuming from whatever an output folder holds: not here.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        trainer.save_checkpoint(self.path)
 
 
 def set_learning_rate(model: Model, learning_rate: float) -> None:
@@ -78,7 +92,7 @@ def make_trainer(
     output = Path(output)
     # a run stopped by Ctrl-C or an error leaves checkpoints/interrupted.ckpt, from which
     # --resume continues mid-epoch (the epoch-end checkpoints alone would lose the epoch)
-    interrupted = OnExceptionCheckpoint(dirpath=output / "checkpoints", filename=INTERRUPTED)
+    interrupted = InterruptedCheckpoint(output / "checkpoints" / f"{INTERRUPTED}.ckpt")
     checkpoint = ModelCheckpoint(
         dirpath=output / "checkpoints",
         # metric names contain "/": keep them out of file names, which would become folders

@@ -141,7 +141,10 @@ def evaluate_sed(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    results = evaluate_vad(args) if args.task == "vad" else evaluate_sed(args)
+    try:
+        results = evaluate_vad(args) if args.task == "vad" else evaluate_sed(args)
+    except ValueError as error:  # the metrics name the file or class at fault: one line is enough
+        raise CommandError(str(error)) from None
     if args.json:
         print(json.dumps(results, indent=2))
     else:
