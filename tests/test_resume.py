@@ -112,5 +112,7 @@ def test_a_new_run_in_a_used_output_folder_starts_afresh(tmp_path):
         task = SoundEventDetection(load_protocol(yml, "Again.SpeakerDiarization.Events"), duration=0.5, batch_size=4,
                                    num_workers=0, resolution="frame", cache=tmp_path / "cache")
         recorder = BatchRecorder()
-        fit_and_save(Debug(task=task), tmp_path / "run", max_steps=3, progress=False, callbacks=[recorder])
-        assert len(recorder.seen) == 3
+        # one whole epoch (9 batches): it ends with last.ckpt written
+        fit_and_save(Debug(task=task), tmp_path / "run", max_steps=9, progress=False, callbacks=[recorder])
+        assert len(recorder.seen) == 9
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
