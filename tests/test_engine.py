@@ -327,3 +327,16 @@ def test_task_balances_training_chunks_over_a_protocol_key_read_once(tiny_protoc
     assert len(calls) == read  # not once more per sampler, worker or epoch
     # train00 (one of three equally long files) is a group of its own: half of the chunks
     assert abs((files == 0).mean() - 0.5) < 0.03
+
+
+def test_region_ends_of_chunks_inside_between_and_outside_regions():
+    subset = SubsetMetadata(
+        uri=np.array(["a", "b", "c"]), audio=np.array(["a.wav", "b.wav", "c.wav"]), duration=np.array([10.0, 5.0, 3.0]),
+        annotated_offsets=np.array([0, 2, 2, 3]), annotated=np.array([[1.0, 3.0], [5.0, 9.0], [0.0, 3.0]]),
+        segment_offsets=np.zeros(4, dtype=np.int64), segment_start=np.zeros(0), segment_end=np.zeros(0),
+        segment_class=np.zeros(0, dtype=np.int16), max_segment_length=np.array(0.0),
+    )
+    files = np.array([0, 0, 0, 0, 1, 2, 2])
+    starts = np.array([1.0, 2.5, 4.0, 5.0, 1.0, 0.0, 3.0])
+    # in [1, 3); in [1, 3); between regions; in [5, 9); file b has none; in [0, 3); at c's end
+    np.testing.assert_array_equal(subset.region_ends(files, starts), [3.0, 3.0, 4.0, 9.0, 1.0, 3.0, 3.0])

@@ -102,6 +102,23 @@ def test_a_crashed_run_resumes_from_its_interrupted_checkpoint(tmp_path):
     model, resumed = model_and_recorder()
     fit_and_save(model, tmp_path / "crashed", max_steps=7, progress=False, callbacks=[resumed], ckpt_path=checkpoint)
     assert len(full.seen) == 7 and resumed.seen == full.seen[3:]
+    assert not checkpoint.exists()  # the run completed: the crash's checkpoint would only go back in time
+
+
+class FailInSetup(Callback):
+    def setup(self, trainer, pl_module, stage):
+        raise RuntimeError("broken before training")
+
+
+def test_an_error_before_training_surfaces_as_itself_and_saves_nothing(tmp_path):
+    from audiotask.training import fit as fit_and_save
+
+    yml = make_sound_event_protocol(tmp_path / "data", name="Early")
+    task = SoundEventDetection(load_protocol(yml, "Early.SpeakerDiarization.Events"), duration=0.5, batch_size=4,
+                               num_workers=0, cache=tmp_path / "cache")
+    with pytest.raises(RuntimeError, match="broken before training"):
+        fit_and_save(Debug(task=task), tmp_path / "run", max_steps=3, progress=False, callbacks=[FailInSetup()])
+    assert not (tmp_path / "run" / "checkpoints" / "interrupted.ckpt").exists()
 
 
 def test_a_new_run_in_a_used_output_folder_starts_afresh(tmp_path):

@@ -37,15 +37,34 @@ class TrainingResult:
 class InterruptedCheckpoint(Callback):
     """Saves a checkpoint at ``path`` when training stops on an exception (Ctrl-C included).
 
-    Lightning's own ``OnExceptionCheckpoint`` also turns every ``fit(ckpt_path=None)`` into
-    ``ckpt_path="last"``, silently resuming from whatever an output folder holds: not here.
+    Only once training has started: an error while preparing data must surface as itself,
+    and a run stopped before it restored the checkpoint it resumes must not overwrite that
+    checkpoint with an empty state. A run that ends normally removes the file, which would
+    only resume an older state. (Lightning's own ``OnExceptionCheckpoint`` also turns every
+    ``fit(ckpt_path=None)`` into ``ckpt_path="last"``, silently resuming from whatever an
+    output folder holds: not here.)
     """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self.training = False
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.training = True
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.training = False
+        if trainer.is_global_zero:
+            self.path.unlink(missing_ok=True)
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        trainer.save_checkpoint(self.path)
+        if not self.training:
+            return
+        self.training = False
+        try:
+            trainer.save_checkpoint(self.path)
+        except Exception as error:  # the exception that stopped training is the one to report
+            warnings.warn(f"could not save {self.path} after {type(exception).__name__}: {error}")
 
 
 def set_learning_rate(model: Model, learning_rate: float) -> None:

@@ -119,11 +119,11 @@ class AnnotatedTask(Task):
 
         Needs the model's sample rate: without a model attached yet, ``setup`` does it.
         """
-        if not self.audio_cache or self.model is None or getattr(self, "_audio_prepared", False):
+        if not self.audio_cache or self.model is None or getattr(self, "_audio_prepared", None) == self.sample_rate:
             return
         for subset in metadata.subsets.values():
             self._reader(subset).prepare()
-        self._audio_prepared = True
+        self._audio_prepared = self.sample_rate  # a model at another rate needs its own decoding
 
     def build_metadata(self) -> ProtocolMetadata:
         classes = self.known_classes() or self.discover_classes()
@@ -188,9 +188,10 @@ class AnnotatedTask(Task):
     def reader(self, name: str):
         """Chunk reader of subset ``name`` (one per process, built on first use)."""
         readers = self.__dict__.setdefault("_readers", {})
-        if (name, os.getpid()) not in readers:
-            readers[(name, os.getpid())] = self._reader(self.metadata.subsets[name])
-        return readers[(name, os.getpid())]
+        key = (name, os.getpid(), self.sample_rate)  # a worker, or another model, gets its own
+        if key not in readers:
+            readers[key] = self._reader(self.metadata.subsets[name])
+        return readers[key]
 
     def __getstate__(self):
         state = dict(self.__dict__)

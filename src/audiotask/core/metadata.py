@@ -76,20 +76,25 @@ class SubsetMetadata:
         """End of the annotated region in which each chunk ``(files[i], starts[i])`` starts.
 
         Chunks are drawn inside annotated regions; one longer than its region runs past its
-        end, where nothing is annotated. Vectorised: one binary search for all chunks.
+        end, where nothing is annotated. A chunk that starts outside every region of its file
+        gets its own start (nothing of it is annotated). Vectorised: one binary search.
         """
+        files, starts = np.asarray(files, dtype=np.int64), np.asarray(starts, dtype=np.float64)
         keys = self._region_keys()
-        chunk_keys = np.asarray(files, dtype=np.float64) * self._key_span + np.asarray(starts, dtype=np.float64)
-        index = np.searchsorted(keys, chunk_keys, side="right") - 1
-        return np.asarray(self.annotated)[np.maximum(index, 0), 1]
+        index = np.searchsorted(keys, files * self._key_span + starts, side="right") - 1
+        found = np.maximum(index, 0)
+        ends = np.asarray(self.annotated)[found, 1] if len(keys) else np.zeros(len(files))
+        # a chunk starting outside every region of its file has nothing annotated at all
+        inside = (index >= 0) & (self._region_file[found] == files) & (starts < ends) if len(keys) else False
+        return np.where(inside, ends, starts)
 
     def _region_keys(self) -> np.ndarray:
         # (file, region start) as one sortable float: file * span + start, span > any time
         if not hasattr(self, "_keys"):
             annotated = np.asarray(self.annotated)
             self._key_span = float(np.max(self.duration, initial=0.0)) + 1.0
-            region_file = np.repeat(np.arange(len(self)), np.diff(self.annotated_offsets))
-            self._keys = region_file * self._key_span + annotated[:, 0]
+            self._region_file = np.repeat(np.arange(len(self)), np.diff(self.annotated_offsets))
+            self._keys = self._region_file * self._key_span + annotated[:, 0]
         return self._keys
 
     def save(self, folder: Path) -> None:

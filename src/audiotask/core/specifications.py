@@ -89,10 +89,11 @@ class Specifications:
             raise ValueError(
                 f"Specifications: min_duration must be in (0, duration={self.duration}], got {self.min_duration}."
             )
-        if min(self.warm_up) < 0 or sum(self.warm_up) >= self.duration:
+        shortest = self.duration if self.min_duration is None else self.min_duration
+        if min(self.warm_up) < 0 or sum(self.warm_up) >= shortest:
             raise ValueError(
                 f"Specifications: warm_up {self.warm_up} must be non-negative and leave part of the "
-                f"{self.duration}s chunk."
+                f"shortest ({shortest}s) chunk."
             )
         if self.problem in CLASSIFICATION and not self.classes:
             raise ValueError(f"Specifications: {self.problem.name} needs a non-empty list of classes.")
