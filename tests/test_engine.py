@@ -104,7 +104,7 @@ def test_long_segments_are_stored_as_pieces_and_found_exactly():
         uri=np.array(["a"]), audio=np.array(["a.wav"]), duration=np.array([100.0]),
         annotated_offsets=np.array([0, 1]), annotated=np.array([[0.0, 100.0]]),
         segment_offsets=offsets, segment_start=piece_starts, segment_end=piece_ends, segment_class=piece_classes,
-        max_segment_length=np.array(float(np.max(piece_ends - piece_starts))),
+        max_segment_length=np.array(float(np.max(piece_ends - piece_starts))), audio_stamp=np.full((1, 2), -1),
     )
     original = [(Segment(s, e), int(k)) for s, e, k in zip(starts, ends, classes)]
     for start in rng.uniform(0, 98, 50):
@@ -334,9 +334,27 @@ def test_region_ends_of_chunks_inside_between_and_outside_regions():
         uri=np.array(["a", "b", "c"]), audio=np.array(["a.wav", "b.wav", "c.wav"]), duration=np.array([10.0, 5.0, 3.0]),
         annotated_offsets=np.array([0, 2, 2, 3]), annotated=np.array([[1.0, 3.0], [5.0, 9.0], [0.0, 3.0]]),
         segment_offsets=np.zeros(4, dtype=np.int64), segment_start=np.zeros(0), segment_end=np.zeros(0),
-        segment_class=np.zeros(0, dtype=np.int16), max_segment_length=np.array(0.0),
+        segment_class=np.zeros(0, dtype=np.int16), max_segment_length=np.array(0.0), audio_stamp=np.full((3, 2), -1),
     )
     files = np.array([0, 0, 0, 0, 1, 2, 2])
     starts = np.array([1.0, 2.5, 4.0, 5.0, 1.0, 0.0, 3.0])
     # in [1, 3); in [1, 3); between regions; in [5, 9); file b has none; in [0, 3); at c's end
     np.testing.assert_array_equal(subset.region_ends(files, starts), [3.0, 3.0, 4.0, 9.0, 1.0, 3.0, 3.0])
+
+
+def test_metadata_is_prepared_again_when_an_audio_file_changes(tmp_path):
+    import soundfile
+
+    yml = make_sound_event_protocol(tmp_path / "data", name="Changed")
+    protocol = load_protocol(yml, "Changed.SpeakerDiarization.Events")
+    task = make_task(protocol, tmp_path)
+    task.prepare_data()
+    task.setup("fit")
+    assert task.metadata.subsets["train"].duration.tolist() == [6.0, 6.0, 6.0]
+    # the same path now holds 9 s of audio: the durations read from headers are stale
+    soundfile.write(tmp_path / "data" / "audio" / "train01.wav", np.zeros(9 * 16000, dtype=np.float32), 16000, subtype="PCM_16")
+    task = make_task(load_protocol(yml, "Changed.SpeakerDiarization.Events"), tmp_path)
+    with pytest.warns(UserWarning, match="1 audio file.*'train01'.*preparing it again"):
+        task.prepare_data()
+    task.setup("fit")
+    assert task.metadata.subsets["train"].duration.tolist() == [6.0, 9.0, 6.0]

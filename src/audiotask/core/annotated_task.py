@@ -104,15 +104,36 @@ class AnnotatedTask(Task):
         return ["train", "development"] if self.has_validation else ["train"]
 
     def metadata_folder(self) -> Path:
-        key = protocol_fingerprint(self.protocol, self.subsets, self.target_parameters())
-        return self.cache / "metadata" / key
+        """Cache folder of this protocol's prepared metadata for this task's parameters.
+
+        Computed once per task (prepare_data and setup both need it): the fingerprint may
+        read every file of the protocol (see ``protocols.fingerprint``).
+        """
+        if getattr(self, "_metadata_folder", None) is None:
+            key = protocol_fingerprint(self.protocol, self.subsets, self.target_parameters())
+            self._metadata_folder = self.cache / "metadata" / key
+        return self._metadata_folder
 
     def prepare_data(self) -> None:
         """Prepare metadata (and decoded audio) once; Lightning runs this on rank 0 only."""
+        self.prepare_audio(self.load_metadata())
+
+    def load_metadata(self) -> ProtocolMetadata:
+        """The prepared metadata, built first when missing, or again when audio files changed
+        since (the protocol's fingerprint does not read every audio file; their stamps are
+        in the metadata)."""
         folder = self.metadata_folder()
-        if not ProtocolMetadata.exists(folder):
-            self.build_metadata().save(folder)
-        self.prepare_audio(ProtocolMetadata.load(folder))
+        if ProtocolMetadata.exists(folder):
+            metadata = ProtocolMetadata.load(folder)
+            changed = [uri for subset in metadata.subsets.values() for uri in subset.changed_audio()]
+            if not changed:
+                return metadata
+            warnings.warn(
+                f"{type(self).__name__}: {len(changed)} audio file(s) changed since the metadata in {folder} "
+                f"was prepared ({', '.join(map(repr, changed[:3]))}{', ...' if len(changed) > 3 else ''}): preparing it again."
+            )
+        self.build_metadata().save(folder, replace=True)
+        return ProtocolMetadata.load(folder)
 
     def prepare_audio(self, metadata: ProtocolMetadata) -> None:
         """Decode every file into the audio cache (once; files already there are skipped).
@@ -163,10 +184,7 @@ class AnnotatedTask(Task):
 
     def setup(self, stage: Optional[str] = None) -> None:
         if self.metadata is None:
-            folder = self.metadata_folder()
-            if not ProtocolMetadata.exists(folder):
-                self.prepare_data()
-            self.metadata = ProtocolMetadata.load(folder)
+            self.metadata = self.load_metadata()
         # prepare_data may have run before a model was attached (no sample rate then)
         self.prepare_audio(self.metadata)
         self.specifications = self.make_specifications(self.metadata.classes)

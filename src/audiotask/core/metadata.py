@@ -29,7 +29,16 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 #: version of the arrays' layout, part of the cache key: a cache of another layout is never read
-METADATA_FORMAT = 2
+METADATA_FORMAT = 3
+
+
+def audio_stamp(path: str) -> tuple[int, int]:
+    """``(size, mtime in ns)`` of an audio file, ``(-1, -1)`` when it cannot be read."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return -1, -1
+    return stat.st_size, stat.st_mtime_ns
 
 @dataclass
 class SubsetMetadata:
@@ -45,9 +54,16 @@ class SubsetMetadata:
     segment_end: np.ndarray  # (segments,) float64
     segment_class: np.ndarray  # (segments,) int16, index into the task's classes
     max_segment_length: np.ndarray  # () float64, longest segment (piece) of the subset
+    audio_stamp: np.ndarray  # (files, 2) int64, size and mtime (ns) of each audio file
 
     def __len__(self) -> int:
         return len(self.duration)
+
+    def changed_audio(self) -> list[str]:
+        """Uris of the files whose audio changed (size or modification time) since preparation:
+        durations read from their headers may be stale."""
+        now = np.array([audio_stamp(path) for path in self.audio.tolist()], dtype=np.int64).reshape(-1, 2)
+        return [str(uri) for uri in self.uri[np.any(now != np.asarray(self.audio_stamp), axis=1)]]
 
     def regions_of(self, file_index: int) -> np.ndarray:
         """(regions, 2) annotated regions of file ``file_index``."""
@@ -115,14 +131,22 @@ class ProtocolMetadata:
     classes: list[str]
     subsets: dict[str, SubsetMetadata]
 
-    def save(self, folder: str | Path) -> None:
-        """Write the arrays into ``folder`` atomically: a reader sees all of them or none."""
+    def save(self, folder: str | Path, *, replace: bool = False) -> None:
+        """Write the arrays into ``folder`` atomically: a reader sees all of them or none.
+
+        With ``replace``, an existing (stale) copy is replaced; otherwise a copy another
+        process finished first is kept.
+        """
         folder = Path(folder)
         partial = folder.parent / f"{folder.name}.{os.getpid()}.partial"
         shutil.rmtree(partial, ignore_errors=True)
         for name, subset in self.subsets.items():
             subset.save(partial / name)
         (partial / "metadata.json").write_text(json.dumps({"classes": self.classes, "subsets": list(self.subsets)}))
+        if replace and folder.exists():
+            stale = folder.parent / f"{folder.name}.{os.getpid()}.stale"
+            os.replace(folder, stale)
+            shutil.rmtree(stale, ignore_errors=True)
         try:
             os.replace(partial, folder)
         except OSError:  # another process prepared the same metadata first: keep its copy
@@ -229,6 +253,7 @@ def build_subset(
         segment_end=np.ascontiguousarray(ends),
         segment_class=classes,
         max_segment_length=np.array(float(np.max(ends - starts, initial=0.0))),
+        audio_stamp=np.array([audio_stamp(path) for path in audios], dtype=np.int64).reshape(-1, 2),
     )
     for label, count in unknown.items():
         logger.warning("label %r (%d segments, e.g. in %r) is not one of the task's classes", label, count, unknown_files[label])
