@@ -83,9 +83,12 @@ def main() -> None:
         baseline = common.rss_mib()
         seconds_tsv, _ = common.timed(read_dcase_tsv, tsv)  # the loader caches it for prepare_data
         seconds_prepare, _ = common.timed(task.prepare_data)
-    # what a task's setup pays, once the cache exists, to find it: the protocol's fingerprint
-    # (its "duration" and "audio" preprocessors are functions: their values are read and hashed)
-    seconds_key, folder = common.timed(task.metadata_folder)
+    folder = task.metadata_folder()
+    # what a new task's setup pays, once the cache exists, to find it (the protocol's
+    # fingerprint: its "duration" and "audio" preprocessors are functions, whose values are
+    # read and hashed), check it (a stat per audio file) and load it
+    again = VoiceActivityDetection(protocol, duration=5.0, num_workers=0, cache=cache)
+    seconds_key, _ = common.timed(again.load_metadata)
     size = sum(path.stat().st_size for path in folder.rglob("*")) / 2**20
 
     command = [sys.executable, __file__, "--reload", str(folder)]
@@ -99,7 +102,7 @@ def main() -> None:
             ["read TSV into pyannote annotations", f"{seconds_tsv:.2f}", f"{loaded['segments']:,} segments"],
             ["prepare_data (iterate protocol, build, save)", f"{seconds_prepare:.2f}", f"cache {size:.1f} MiB on disk"],
             ["  total preparation", f"{total:.2f}", f"peak RSS {probe.rss_main:.0f} MiB (before preparing: {baseline:.0f} MiB)"],
-            ["cache key (task.metadata_folder)", f"{seconds_key:.2f}", "fingerprint: stat + user preprocessors' values"],
+            ["found again by a new task (load_metadata)", f"{seconds_key:.2f}", "cache key, audio stat check, load"],
             ["ProtocolMetadata.load (fresh process)", f"{loaded['load']:.4f}", "memory-mapped .npy arrays"],
             [f"first pass of segments_in ({loaded['files']:,} lookups)", f"{loaded['lookups']:.3f}",
              f"{1e6 * loaded['lookups'] / loaded['files']:.1f} us each; {loaded['found']:,} segments found"],
@@ -110,7 +113,7 @@ def main() -> None:
     print("\nTargets" + (" (quick run: 20,000 files; the targets are for 100,000)" if quick else ""))
     print(common.target_line("metadata prepared (TSV + prepare_data)", total, 60.0, "s", higher_is_better=False))
     print(common.target_line("metadata reloaded (load + first lookup pass)", loaded["load"] + loaded["lookups"], 2.0, "s", higher_is_better=False))
-    print(common.target_line("metadata found and reloaded (cache key + load + lookups)", seconds_key + loaded["load"] + loaded["lookups"], 2.0, "s", higher_is_better=False))
+    print(common.target_line("metadata found by a new task and reloaded (+ lookups)", seconds_key + loaded["lookups"], 2.0, "s", higher_is_better=False))
     print(common.target_line("peak memory while preparing", probe.rss_main / 1024, 2.0, "GiB", higher_is_better=False))
 
 
