@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 from collections import Counter
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -30,6 +31,12 @@ logger = logging.getLogger(__name__)
 
 #: version of the arrays' layout, part of the cache key: a cache of another layout is never read
 METADATA_FORMAT = 3
+
+
+def writer_tag() -> str:
+    """``host.pid``: names a writer's temporary files uniquely, even on a file system that
+    several machines (or containers with equal pids) share."""
+    return f"{socket.gethostname()}.{os.getpid()}"
 
 
 def audio_stamp(path: str) -> tuple[int, int]:
@@ -138,13 +145,13 @@ class ProtocolMetadata:
         process finished first is kept.
         """
         folder = Path(folder)
-        partial = folder.parent / f"{folder.name}.{os.getpid()}.partial"
+        partial = folder.parent / f"{folder.name}.{writer_tag()}.partial"
         shutil.rmtree(partial, ignore_errors=True)
         for name, subset in self.subsets.items():
             subset.save(partial / name)
         (partial / "metadata.json").write_text(json.dumps({"classes": self.classes, "subsets": list(self.subsets)}))
         if replace and folder.exists():
-            stale = folder.parent / f"{folder.name}.{os.getpid()}.stale"
+            stale = folder.parent / f"{folder.name}.{writer_tag()}.stale"
             os.replace(folder, stale)
             shutil.rmtree(stale, ignore_errors=True)
         try:

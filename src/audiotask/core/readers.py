@@ -18,6 +18,7 @@ import torch
 
 from audiotask.core.audio import Audio, AudioError
 from audiotask.core.frames import seconds_to_samples
+from audiotask.core.metadata import writer_tag
 
 CACHE_DTYPES = {"int16": np.int16, "float16": np.float16}
 #: full scale of int16 PCM, as libsndfile reads it (x / 32768): 16-bit sources round-trip exactly
@@ -114,7 +115,7 @@ def decode_to_cache(path: str, target: Path, sample_rate: int, dtype: str) -> No
         scale, data = 1.0, samples.astype(np.float16)
     # the scale first, then the samples: a present .npy marks a complete entry
     target.with_suffix(".scale").write_text(repr(scale))
-    partial = target.parent / f"{target.name}.{os.getpid()}.partial"
+    partial = target.parent / f"{target.name}.{writer_tag()}.partial"
     with open(partial, "wb") as handle:
         np.save(handle, data, allow_pickle=False)
     os.replace(partial, target)
