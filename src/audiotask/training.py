@@ -61,6 +61,9 @@ class InterruptedCheckpoint(Callback):
         if not self.training:
             return
         self.training = False
+        if trainer.world_size > 1 and not isinstance(exception, KeyboardInterrupt):
+            # saving is collective: ranks that did not fail would never join it (Ctrl-C reaches all)
+            return
         try:
             trainer.save_checkpoint(self.path)
         except Exception as error:  # the exception that stopped training is the one to report
