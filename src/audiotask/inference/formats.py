@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 from pyannote.core import Annotation, SlidingWindowFeature
 
+from audiotask.inference.aggregation import is_per_window, windows_to_timeline
+from audiotask.inference.postprocessing import first_cell_start, rows_before
 from audiotask.protocols.dcase import read_dcase_tsv, uri_of, write_dcase_tsv
 
 Event = tuple[float, float, str]
@@ -98,8 +100,7 @@ def frame_boundaries(scores: SlidingWindowFeature) -> np.ndarray:
     spreads them onto a timeline (:func:`~audiotask.inference.aggregation.windows_to_timeline`).
     """
     frames = scores.sliding_window
-    first = frames.start + 0.5 * frames.duration - 0.5 * frames.step
-    return first + np.arange(len(scores.data) + 1) * frames.step
+    return first_cell_start(frames) + np.arange(len(scores.data) + 1) * frames.step
 
 
 def scores_to_dataframe(
@@ -120,9 +121,6 @@ def scores_to_dataframe(
         offset is cut to it, as :func:`~audiotask.inference.postprocessing.scores_to_events` does.
     """
     from sed_scores_eval.base_modules.scores import create_score_dataframe
-
-    from audiotask.inference.aggregation import is_per_window, windows_to_timeline
-    from audiotask.inference.postprocessing import rows_before
 
     data = np.asarray(scores.data)
     if data.ndim != 2:
