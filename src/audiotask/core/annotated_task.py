@@ -125,14 +125,19 @@ class AnnotatedTask(Task):
         folder = self.metadata_folder()
         if ProtocolMetadata.exists(folder):
             metadata = ProtocolMetadata.load(folder)
+            # prepare_data and setup both come here: the audio files are checked once
+            if getattr(self, "_audio_checked", False):
+                return metadata
             changed = [uri for subset in metadata.subsets.values() for uri in subset.changed_audio()]
             if not changed:
+                self._audio_checked = True
                 return metadata
             warnings.warn(
                 f"{type(self).__name__}: {len(changed)} audio file(s) changed since the metadata in {folder} "
                 f"was prepared ({', '.join(map(repr, changed[:3]))}{', ...' if len(changed) > 3 else ''}): preparing it again."
             )
         self.build_metadata().save(folder, replace=True)
+        self._audio_checked = True
         return ProtocolMetadata.load(folder)
 
     def prepare_audio(self, metadata: ProtocolMetadata) -> None:
