@@ -15,6 +15,7 @@ import argparse
 from pathlib import Path
 
 from audiotask.cli.common import CommandError, find_audio_files
+from audiotask.protocols.uris import uri_of
 
 HELP = "apply a trained model to audio files"
 
@@ -102,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         write_events_tsv(detections, events)
     else:
         detections = args.output / "detections.rttm"
-        write_rttm(detections, [events_to_annotation(file_events, Path(name).stem) for name, file_events in events.items()])
+        write_rttm(detections, [events_to_annotation(file_events, uri_of(name)) for name, file_events in events.items()])
     print(f"{sum(map(len, events.values()))} events in {len(files)} files")
     print(f"scores:     {args.output / 'scores'}")
     print(f"detections: {detections}")

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Iterable, Sequence
 
-#: extensions ``audiotask apply`` looks for in folders
-AUDIO_EXTENSIONS = (".wav", ".flac")
+# the extensions ``audiotask apply`` looks for in folders are those a uri is stripped of
+from audiotask.protocols.uris import AUDIO_EXTENSIONS, uri_of
 
 
 class CommandError(Exception):
@@ -78,15 +78,21 @@ def read_durations(path: str | Path) -> dict[str, float]:
 
 
 def audio_durations(folder: str | Path, filenames: Iterable[str]) -> dict[str, float]:
-    """Durations (seconds) of ``filenames``, read from the headers of the files under ``folder``."""
+    """Durations (seconds) of ``filenames``, read from the headers of the files under ``folder``.
+
+    A name is a file's name (``clip.wav``) or its uri (``clip``), as ground truths name files.
+    """
     import soundfile
 
-    files = {path.name: path for path in find_audio_files([folder])}
+    found = find_audio_files([folder])
+    files = {path.name: path for path in found}
+    by_uri = {uri_of(path.name): path for path in found}
     durations = {}
     for filename in filenames:
-        if filename not in files:
+        path = files.get(filename, by_uri.get(uri_of(filename)))
+        if path is None:
             raise CommandError(f"{filename} is not under {folder}: give its duration with --durations")
-        durations[filename] = soundfile.info(str(files[filename])).duration
+        durations[filename] = soundfile.info(str(path)).duration
     return durations
 
 

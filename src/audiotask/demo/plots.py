@@ -10,6 +10,8 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
+from audiotask.protocols.uris import uri_of
+
 Event = tuple[float, float, str]  # (onset, offset, label), in seconds
 
 
@@ -103,7 +105,7 @@ def plot_files(
     for name in sorted(scores_by_file)[:limit]:
         detections = None if detections_by_file is None else detections_by_file.get(name, [])
         paths.append(plot_scores(
-            Path(folder) / f"{Path(name).stem}.png", scores_by_file[name], reference_by_file.get(name, []),
+            Path(folder) / f"{uri_of(name)}.png", scores_by_file[name], reference_by_file.get(name, []),
             detections=detections, title=name,
         ))
     return paths

@@ -22,6 +22,7 @@ import yaml
 from audiotask.core.frames import seconds_to_samples
 from audiotask.demo.synthesis import CLASSES, DURATION_RANGES, background, synthesize_event
 from audiotask.protocols.dcase import write_dcase_tsv
+from audiotask.protocols.uris import uri_of
 
 PROTOCOL = "AudiotaskDemo.SpeakerDiarization.SoundEvents"
 SPLITS = ("train", "development", "test")
@@ -161,7 +162,7 @@ def _write_split(
         rows.extend((filename, onset, offset, label) for onset, offset, label in labels)
         durations.append(f"{filename}\t{len(waveform) / sample_rate:.3f}\n")
     write_dcase_tsv(metadata / f"{split}.tsv", rows)
-    (metadata / f"{split}.lst").write_text("".join(f"{Path(name).stem}\n" for name in filenames))
+    (metadata / f"{split}.lst").write_text("".join(f"{uri_of(name)}\n" for name in filenames))
     (metadata / f"{split}_durations.tsv").write_text("filename\tduration\n" + "".join(durations))
 
 

@@ -17,7 +17,14 @@ from typing import Optional, Tuple
 import numpy as np
 from pyannote.core import SlidingWindow, SlidingWindowFeature
 
-from audiotask.core.frames import Frames, num_chunks
+# chunk_starts and frame_offsets live with the other conversions; imported here, where
+# they were first defined, for the code that imports them from this module
+from audiotask.core.frames import Frames, chunk_starts, frame_offsets, num_cells_before, warm_up_mask
+
+__all__ = [
+    "WARM_UP_EPSILON", "WINDOWS", "chunk_starts", "frame_weights", "frame_offsets", "coverage", "overlap_add",
+    "is_per_window", "windows_to_cells", "windows_to_timeline",
+]
 
 #: weight of a frame inside a warm-up region: it only counts where no other chunk's
 #: non-warm-up frame covers the same time (file edges), as in pyannote.audio
@@ -25,36 +32,11 @@ WARM_UP_EPSILON = 1e-12
 
 WINDOWS = ("hamming", "uniform")
 
-# how far (in frames) a chunk start may sit from the frame grid before it is an error
-_GRID_TOLERANCE = 1e-6
 # relative margin by which a window must exceed its step to hold per-window scores: frames
 # of FRAME models have duration == step up to float error (0.02 vs 320 / 16000)
 _WINDOW_TOLERANCE = 1e-6
 # absorbs float error when a duration in seconds is divided into steps (2.0 / 0.2)
 _EPSILON = 1e-9
-
-
-def chunk_starts(total_duration: float, *, duration: float, step: float) -> np.ndarray:
-    """Start times of the ``duration``-long windows, hopped by ``step``, that cover a file.
-
-    Parameters
-    ----------
-    total_duration : float
-        Duration of the file, in seconds.
-    duration, step : float
-        Window duration and hop, in seconds (``0 < step``).
-
-    Returns
-    -------
-    starts : (num_chunks,) float64 array, in seconds
-        ``0, step, 2 * step, ...``; the last window ends at or after ``total_duration``.
-        A file no longer than one window gets a single window starting at 0.
-    """
-    if not step > 0:
-        raise ValueError(f"chunk_starts: step must be positive, got {step}.")
-    if not duration > 0:
-        raise ValueError(f"chunk_starts: duration must be positive, got {duration}.")
-    return np.arange(num_chunks(total_duration, duration, step), dtype=np.float64) * step
 
 
 def frame_weights(
@@ -77,8 +59,8 @@ def frame_weights(
         Chunk duration, in seconds.
     warm_up : (float, float)
         Seconds at the left and right of the chunk where the model lacks context. A frame
-        whose centre lies before ``warm_up[0]`` or at/after ``duration - warm_up[1]`` is
-        multiplied by :data:`WARM_UP_EPSILON` (the same rule the training loss uses to mask it).
+        outside :func:`~audiotask.core.frames.warm_up_mask` (the rule the training loss uses
+        to mask it) is multiplied by :data:`WARM_UP_EPSILON`.
     window : "hamming" or "uniform"
         Hamming favours chunk centres over chunk edges; uniform gives every frame weight 1.
 
@@ -93,30 +75,8 @@ def frame_weights(
         weights = np.ones(num_frames)
     else:
         raise ValueError(f"frame_weights: window must be one of {WINDOWS}, got {window!r}.")
-    left, right = warm_up
-    if left < 0 or right < 0:
-        raise ValueError(f"frame_weights: warm_up must be non-negative, got {warm_up}.")
-    centres = frames.centers(num_frames)
-    in_warm_up = (centres < left) | (centres >= duration - right)
-    return np.where(in_warm_up, weights * WARM_UP_EPSILON, weights)
-
-
-def frame_offsets(starts: np.ndarray, *, frames: Frames) -> np.ndarray:
-    """Global index of frame 0 of each chunk, ``(chunks,)`` int64, from starts in seconds.
-
-    Raises ValueError when a start is not on the frame grid (a multiple of ``frames.step``),
-    because chunk frames would then straddle two file frames.
-    """
-    position = np.asarray(starts, dtype=np.float64) / frames.step
-    offsets = np.round(position)
-    misaligned = np.abs(position - offsets) > _GRID_TOLERANCE
-    if np.any(misaligned):
-        bad = np.asarray(starts)[misaligned][:3]
-        raise ValueError(
-            f"Chunk starts {bad.tolist()} s are not multiples of the frame step {frames.step} s: "
-            "choose a step that is a whole number of frames."
-        )
-    return offsets.astype(np.int64)
+    trusted = warm_up_mask(frames, num_frames, duration=duration, warm_up=warm_up)
+    return np.where(trusted, weights, weights * WARM_UP_EPSILON)
 
 
 def _flat_indices(offsets: np.ndarray, num_frames: int, num_output_frames: int) -> Tuple[np.ndarray, np.ndarray]:
@@ -248,7 +208,7 @@ def windows_to_cells(
     if end is not None:
         if not end > start:
             raise ValueError(f"windows_to_cells: end ({end} s) must come after the first window's start ({start} s).")
-        num_cells = min(num_cells, max(1, int(np.ceil((end - start) / step - _EPSILON))))
+        num_cells = min(num_cells, num_cells_before(end, first_start=start, step=step))
     # the last covered cell is num_windows + per_window - 2; a cell past it borrows its windows
     cell = np.minimum(np.arange(num_cells), num_windows + per_window - 2)
     first = np.maximum(cell - per_window + 1, 0)  # windows first .. last - 1 cover the cell's centre

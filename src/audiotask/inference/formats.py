@@ -15,14 +15,12 @@ import pandas as pd
 from pyannote.core import Annotation, SlidingWindowFeature
 
 from audiotask.inference.aggregation import is_per_window, windows_to_timeline
-from audiotask.inference.postprocessing import first_cell_start, rows_before
-from audiotask.protocols.dcase import read_dcase_tsv, uri_of, write_dcase_tsv
+from audiotask.core.frames import cell_boundaries
+from audiotask.inference.postprocessing import rows_before
+from audiotask.protocols.dcase import read_dcase_tsv, write_dcase_tsv
+from audiotask.protocols.uris import uri_of
 
 Event = tuple[float, float, str]
-
-#: suffixes stripped from a key of ``write_scores`` to get its uri; a uri may contain dots
-#: (DESED's ``Y..._30.000_40.000``), so only an audio extension is taken for one
-_AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".sph", ".m4a", ".opus")
 
 
 def write_events_tsv(path: Union[str, Path], events_by_file: Mapping[str, Sequence[Event]]) -> None:
@@ -99,8 +97,7 @@ def frame_boundaries(scores: SlidingWindowFeature) -> np.ndarray:
     whole windows (CHUNK models) are no such cells: :func:`scores_to_dataframe` first
     spreads them onto a timeline (:func:`~audiotask.inference.aggregation.windows_to_timeline`).
     """
-    frames = scores.sliding_window
-    return first_cell_start(frames) + np.arange(len(scores.data) + 1) * frames.step
+    return cell_boundaries(scores.sliding_window, len(scores.data))
 
 
 def scores_to_dataframe(
@@ -153,7 +150,7 @@ def write_scores(
 
     by_uri: dict[str, pd.DataFrame] = {}
     for name, scores in scores_by_file.items():
-        uri = uri_of(name) if Path(name).suffix.lower() in _AUDIO_SUFFIXES else name
+        uri = uri_of(name)
         if uri in by_uri:
             raise ValueError(f"two files would write {uri}.tsv: rename one ({name})")
         by_uri[uri] = _as_dataframe(scores)

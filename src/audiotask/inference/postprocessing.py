@@ -22,6 +22,9 @@ import numpy as np
 import scipy.ndimage
 from pyannote.core import Annotation, Segment, SlidingWindow, SlidingWindowFeature
 
+# first_cell_start lives with the other conversions; imported here, where it was first
+# defined, for the code that imports it from this module
+from audiotask.core.frames import cell_edges, first_cell_start, num_cells_before
 from audiotask.inference.aggregation import is_per_window, windows_to_timeline
 
 Event = tuple[float, float, str]
@@ -201,11 +204,10 @@ def active_to_events(active: np.ndarray, *, frames: SlidingWindow, classes: Sequ
     if len(classes) != active.shape[1]:
         raise ValueError(f"{len(classes)} class names for {active.shape[1]} classes")
     class_index, starts, ends = _runs(active.astype(bool))
-    first_edge = first_cell_start(frames)
     # rounded to the microsecond, far below any frame step: i * step carries float error
     # (0.1 * 3 = 0.30000000000000004) that would otherwise reach the files we write
-    onsets = np.round(first_edge + starts * frames.step, _TIME_DECIMALS)
-    offsets = np.round(first_edge + ends * frames.step, _TIME_DECIMALS)
+    onsets = np.round(cell_edges(frames, starts), _TIME_DECIMALS)
+    offsets = np.round(cell_edges(frames, ends), _TIME_DECIMALS)
     events = [(float(on), float(off), classes[k]) for on, off, k in zip(onsets, offsets, class_index)]
     return sorted(events, key=lambda event: (event[0], event[2]))
 
@@ -266,11 +268,6 @@ def scores_to_events(
     return [(on, min(off, last), label) for on, off, label in events]
 
 
-def first_cell_start(frames: SlidingWindow) -> float:
-    """Start of cell 0, in seconds: cell ``i`` is ``[centre(i) - step/2, centre(i) + step/2)``."""
-    return frames.start + 0.5 * frames.duration - 0.5 * frames.step
-
-
 def rows_before(data: np.ndarray, *, frames: SlidingWindow, end: Optional[float]) -> np.ndarray:
     """The rows of ``data`` (frames, classes) whose cell starts before ``end`` seconds (all without ``end``).
 
@@ -278,10 +275,7 @@ def rows_before(data: np.ndarray, *, frames: SlidingWindow, end: Optional[float]
     """
     if end is None:
         return data
-    first_edge = first_cell_start(frames)
-    if not end > first_edge:
-        raise ValueError(f"end ({end} s) must come after the first cell's start ({first_edge} s)")
-    return data[: max(1, int(np.ceil((end - first_edge) / frames.step - _EPSILON)))]
+    return data[: num_cells_before(end, first_start=first_cell_start(frames), step=frames.step)]
 
 
 def events_to_annotation(events: Sequence[Event], uri: str) -> Annotation:

@@ -22,7 +22,7 @@ from typing import Mapping, Optional, Sequence, Union
 import numpy as np
 import pandas as pd
 
-from audiotask.protocols.dcase import uri_of
+from audiotask.protocols.uris import uri_of
 
 Event = tuple[float, float, str]
 Events = Mapping[str, Sequence[Event]]
@@ -37,7 +37,7 @@ class FileSet:
     """The files of an evaluation, and the resolution of other inputs' names onto them.
 
     A name resolves to the file of the same name, else to the file whose uri it is (or
-    whose uri it has, ``uri_of`` stripping the last suffix): ``clip.wav`` and ``clip`` name
+    whose uri it has, ``uri_of`` stripping an audio extension): ``clip.wav`` and ``clip`` name
     the same file, and so do ``Y_30.000_40.000.wav`` and ``Y_30.000_40.000``.
     """
 

@@ -1,0 +1,32 @@
+"""The one rule that turns a filename into a ``uri``.
+
+DCASE files name a clip by filename (``Y00pK0GMmE9s_70.000_80.000.wav``), pyannote and
+sed_scores_eval by uri (``Y00pK0GMmE9s_70.000_80.000``). A uri may contain dots, so only a
+known audio extension is removed: ``Path(name).stem`` would turn the uri
+``Y_30.000_40.000`` into ``Y_30.000_40`` and lose its events.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+#: extensions of the audio files soundfile decodes that we look for (compared lowercase)
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif")
+
+
+def has_audio_extension(filename: str) -> bool:
+    """Whether ``filename`` ends with one of :data:`AUDIO_EXTENSIONS`, in any case."""
+    return filename.lower().endswith(AUDIO_EXTENSIONS)
+
+
+def uri_of(filename: str) -> str:
+    """``uri`` of ``filename``: its base name, less its extension when that is an audio one.
+
+    ``"a/Y_30.000_40.000.wav"`` -> ``"Y_30.000_40.000"``; ``"Y_30.000_40.000"`` and
+    ``"notes.txt"`` keep their dots; ``"clip.WAV"`` -> ``"clip"``.
+    """
+    name = Path(filename).name
+    # a dot at 0 starts a hidden name (".wav"), not an extension: the uri would be empty
+    if has_audio_extension(name) and name.rfind(".") > 0:
+        return name[: name.rfind(".")]
+    return name
