@@ -364,3 +364,214 @@ def test_evaluate_names_a_detected_file_missing_from_the_reference(workdir, tmp_
     assert main(["evaluate", str(workdir["reference"]), str(detections), "--durations", str(workdir["durations"])]) == 2
     error = capsys.readouterr().err.strip()
     assert "nowhere.wav" in error and len(error.splitlines()) == 1
+
+
+# ---- the task registry and the commands built from it ------------------------------------
+def test_registry_resolves_names_and_aliases_to_one_entry():
+    from audiotask.tasks import registry
+
+    assert registry.names() == [
+        "sound-event-detection", "sed", "voice-activity-detection", "vad",
+        "overlapped-speech-detection", "osd", "multi-label-segmentation", "mls",
+    ]
+    for name, alias, target in [
+        ("sound-event-detection", "sed", "audiotask.tasks.sound_event_detection:SoundEventDetection"),
+        ("voice-activity-detection", "vad", "audiotask.tasks.voice_activity_detection:VoiceActivityDetection"),
+        ("overlapped-speech-detection", "osd", "audiotask.tasks.overlapped_speech_detection:OverlappedSpeechDetection"),
+        ("multi-label-segmentation", "mls", "audiotask.tasks.multilabel_segmentation:MultiLabelSegmentation"),
+    ]:
+        assert registry.resolve(alias) is registry.resolve(name)
+        assert registry.resolve(name).target == target and registry.resolve(name).short_name == alias
+    # the task-specific options each task takes, on top of the engine's
+    assert [e.short_name for e in registry.accepting("classes")] == ["sed", "mls"]
+    assert [e.short_name for e in registry.accepting("resolution")] == ["sed"]
+    assert len(registry.accepting("duration")) == len(registry.accepting("batch_size")) == 4
+
+
+def test_registry_loads_classes_on_use():
+    from audiotask.tasks import registry
+    from audiotask.tasks.sound_event_detection import SoundEventDetection
+    from audiotask.tasks.voice_activity_detection import VoiceActivityDetection
+
+    assert registry.load("sed") is SoundEventDetection
+    assert registry.load("voice-activity-detection") is VoiceActivityDetection
+
+
+def test_unknown_task_name_lists_the_names():
+    from audiotask.tasks import registry
+
+    with pytest.raises(ValueError, match="unknown task 'diarization'") as error:
+        registry.resolve("diarization")
+    for name in registry.names():
+        assert name in str(error.value)
+
+
+def option_action(verb, dest):
+    from audiotask.cli.main import build_parser
+
+    subparsers = next(a for a in build_parser()._actions if a.dest == "command")
+    return next(a for a in subparsers.choices[verb]._actions if a.dest == dest)
+
+
+def test_train_task_choices_and_help_come_from_the_registry():
+    from audiotask.tasks import registry
+
+    task = option_action("train", "task")
+    assert task.choices == registry.names()
+    for entry in registry.TASKS:
+        assert f"{entry.short_name} ({entry.name}): {entry.help}" in task.help
+    assert option_action("evaluate", "task").choices == [
+        "sound-event-detection", "sed", "voice-activity-detection", "vad", "overlapped-speech-detection", "osd",
+    ]
+
+
+def parse_train(*options):
+    from audiotask.cli.main import build_parser
+
+    return build_parser().parse_args(["train", "--protocol", "P", "--output", "unused", *options])
+
+
+@pytest.mark.parametrize("task, options, message", [
+    ("vad", ["--classes", "Dog"], "--classes applies to --task sed, mls only, not to --task vad"),
+    ("osd", ["--resolution", "frame"], "--resolution applies to --task sed only, not to --task osd"),
+    ("mls", ["--resolution", "frame", "--classes", "a,b"], "--resolution applies to --task sed only, not to --task mls"),
+    ("overlapped-speech-detection", ["--classes", "a", "--resolution", "chunk"],
+     "--classes applies to --task sed, mls only; --resolution applies to --task sed only, not to --task osd"),
+])
+def test_train_refuses_each_option_its_task_does_not_take(task, options, message):
+    from audiotask.cli.train import make_task
+
+    with pytest.raises(CommandError) as error:
+        make_task(parse_train("--task", task, *options), protocol=None)
+    assert str(error.value) == message
+
+
+@pytest.mark.parametrize("task, options, expected", [
+    ("sed", ["--classes", "Dog, Cat", "--resolution", "frame"], {"classes": ["Dog", "Cat"], "resolution": "frame"}),
+    ("sed", [], {}),  # the task's own defaults
+    ("vad", ["--num-workers", "2"], {"num_workers": 2}),
+    ("osd", ["--duration", "3"], {"duration": 3.0}),
+    ("mls", ["--classes", "a,b"], {"classes": ["a", "b"]}),
+])
+def test_make_task_passes_each_registered_task_its_options(monkeypatch, task, options, expected):
+    from audiotask.cli import train
+    from audiotask.tasks import registry
+
+    built = {}
+
+    def fake_task(protocol, **options):
+        built.update(protocol=protocol, options=options)
+        return "task"
+
+    monkeypatch.setattr(registry.TaskEntry, "load", lambda entry: fake_task)
+    assert train.make_task(parse_train("--task", task, "--batch-size", "4", *options), protocol="protocol") == "task"
+    assert built == {"protocol": "protocol", "options": {"batch_size": 4, "cache": None, **expected}}
+
+
+# overlap of the speakers in REFERENCE: [5, 6] (A, B), [7, 8] (B, C), [8.5, 9] (B, C) in
+# clip, 2.5 s; none in other, whose two turns of A overlap, as do those of A in [3, 4) in clip
+OSD_REFERENCE = """\
+SPEAKER clip 1 0.0 4.0 <NA> <NA> A <NA> <NA>
+SPEAKER clip 1 3.0 3.0 <NA> <NA> A <NA> <NA>
+SPEAKER clip 1 5.0 3.0 <NA> <NA> B <NA> <NA>
+SPEAKER clip 1 7.0 2.0 <NA> <NA> C <NA> <NA>
+SPEAKER clip 1 8.5 1.0 <NA> <NA> B <NA> <NA>
+SPEAKER other 1 0.0 2.0 <NA> <NA> A <NA> <NA>
+SPEAKER other 1 1.0 2.0 <NA> <NA> A <NA> <NA>
+"""
+# detected: [3, 4] (false alarm 1 s: one speaker only), [5.5, 6.5] (0.5 s found, 0.5 s missed,
+# 0.5 s false alarm), [7, 8] (found); [8.5, 9] missed (0.5 s); in other, [1, 2] (false alarm 1 s)
+OSD_DETECTIONS = [("clip", 3.0, 4.0), ("clip", 5.5, 6.5), ("clip", 7.0, 8.0), ("other", 1.0, 2.0)]
+
+
+def test_evaluate_osd_scores_detected_overlap_against_distinct_speakers(tmp_path, capsys):
+    reference, rttm, tsv = tmp_path / "reference.rttm", tmp_path / "detections.rttm", tmp_path / "detections.tsv"
+    durations = tmp_path / "durations.tsv"
+    reference.write_text(OSD_REFERENCE)
+    rttm.write_text("".join(f"SPEAKER {uri} 1 {onset} {offset - onset} <NA> <NA> overlap <NA> <NA>\n"
+                            for uri, onset, offset in OSD_DETECTIONS))
+    tsv.write_text("filename\tonset\toffset\tevent_label\n" + "".join(
+        f"{uri}.wav\t{onset:.3f}\t{offset:.3f}\toverlap\n" for uri, onset, offset in OSD_DETECTIONS))
+    durations.write_text("filename\tduration\nclip.wav\t10.0\nother.wav\t4.0\n")
+    capsys.readouterr()
+    for predictions in (rttm, tsv):
+        assert main(["evaluate", "--task", "osd", str(reference), str(predictions), "--durations", str(durations),
+                     "--json"]) == 0
+        results = json.loads(capsys.readouterr().out)
+        assert results["components"] == pytest.approx({"miss": 1.0, "false alarm": 2.5, "total": 2.5})
+        assert results["detection_error_rate"] == pytest.approx((1.0 + 2.5) / 2.5)
+        assert results["per_file"]["other"]["false alarm"] == pytest.approx(1.0)
+        assert results["per_file"]["other"]["total"] == 0.0
+    # vad on the same files: every turn is speech, the detections are mostly inside it
+    assert main(["evaluate", "--task", "vad", str(reference), str(rttm), "--durations", str(durations), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["components"]["total"] == pytest.approx(9.5 + 3.0)
+
+
+def test_apply_labels_a_binary_frame_models_events_with_its_class(tmp_path):
+    import soundfile
+    import torch
+
+    from audiotask.core.specifications import Problem, Resolution, Specifications
+    from audiotask.models import Debug
+
+    torch.manual_seed(0)
+    model = Debug(hidden_size=8)
+    model.attach_specifications(Specifications(Problem.BINARY_CLASSIFICATION, Resolution.FRAME, 2.0, classes=["overlap"]))
+    model.save_pretrained(tmp_path / "model")
+    soundfile.write(tmp_path / "clip.wav", (0.1 * np.random.default_rng(0).standard_normal(48000)).astype(np.float32), 16000)
+    # every score is above 0: one event over the whole file
+    common = [str(tmp_path / "model"), str(tmp_path / "clip.wav"), "--onset", "0", "--no-progress"]
+    assert main(["apply", *common, "--output", str(tmp_path / "tsv")]) == 0
+    rows = read_tsv(tmp_path / "tsv" / "detections.tsv")[1:]
+    assert [(row[0], float(row[1]), row[3]) for row in rows] == [("clip.wav", 0.0, "overlap")]
+    assert float(rows[0][2]) == pytest.approx(3.0, abs=0.02)
+    assert main(["apply", *common, "--output", str(tmp_path / "rttm"), "--format", "rttm"]) == 0
+    fields = (tmp_path / "rttm" / "detections.rttm").read_text().split()
+    assert (fields[1], fields[7]) == ("clip", "overlap")
+
+
+@pytest.mark.parametrize("task, options, problem, classes", [
+    ("osd", [], "binary_classification", ["overlap"]),
+    ("multi-label-segmentation", ["--classes", "Dog,Speech"], "multi_label_classification", ["Dog", "Speech"]),
+])
+def test_train_builds_every_registered_frame_task(workdir, tmp_path, task, options, problem, classes):
+    from audiotask.core.model import Model
+
+    root = workdir["root"]
+    arguments = train_arguments(root, "frame", tmp_path / "run")
+    arguments[arguments.index("--task") + 1] = task
+    del arguments[arguments.index("--resolution"):arguments.index("--resolution") + 2]  # sed only
+    assert main([*arguments, *options]) == 0
+    specifications = Model.from_pretrained(tmp_path / "run" / "model").specifications
+    assert (specifications.problem.value, specifications.resolution.value) == (problem, "frame")
+    assert specifications.classes == classes and specifications.duration == 2.0
+
+
+def test_osd_trained_applied_and_evaluated_from_the_command_line(workdir, tmp_path, capsys):
+    root = workdir["root"]
+    arguments = train_arguments(root, "frame", tmp_path / "run")
+    arguments[arguments.index("--task") + 1] = "osd"
+    del arguments[arguments.index("--resolution"):arguments.index("--resolution") + 2]
+    assert main(arguments) == 0
+    # a low threshold: the barely trained model still detects some overlap
+    assert main(["apply", str(tmp_path / "run" / "model"), str(root / "audio-test"), "--output", str(tmp_path / "out"),
+                 "--onset", "0.05", "--format", "rttm", "--no-progress"]) == 0
+    lines = (tmp_path / "out" / "detections.rttm").read_text().splitlines()
+    assert lines and {line.split()[7] for line in lines} == {"overlap"}
+    capsys.readouterr()
+    # the generated events of distinct classes stand for speakers: the DCASE TSV is the reference
+    assert main(["evaluate", "--task", "osd", str(workdir["reference"]), str(tmp_path / "out" / "detections.rttm"),
+                 "--durations", str(workdir["durations"]), "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert set(results["per_file"]) == {"test00", "test01", "test02"}
+    # the overlap of the reference, counted independently on a 1-ms grid
+    rows = read_tsv(workdir["reference"])[1:]
+    grid = np.arange(0.0, DURATION, 0.001) + 0.0005
+    overlap = 0.0
+    for filename in {row[0] for row in rows}:
+        active = [(grid >= float(onset)) & (grid < float(offset)) for name, onset, offset, _ in rows if name == filename]
+        labels = [label for name, _, _, label in rows if name == filename]
+        distinct = sum(np.any([a for a, l in zip(active, labels) if l == label], axis=0) for label in set(labels))
+        overlap += 0.001 * np.count_nonzero(distinct >= 2)
+    assert overlap > 0.0
+    assert results["components"]["total"] == pytest.approx(overlap, abs=0.01)

@@ -12,6 +12,11 @@ Voice activity detection (--task vad): REFERENCE and PREDICTIONS are RTTM (or DC
 files; the detection error rate is computed (no collar) over the regions of --uem, or
 over whole files with --durations.
 
+Overlapped speech detection (--task osd): REFERENCE holds speaker turns (RTTM); the regions
+where two or more distinct speakers talk are the reference (overlapping turns of one
+speaker are not overlap). PREDICTIONS are the detected overlap events (RTTM or DCASE TSV,
+as `audiotask apply` writes them), scored with the detection error rate as for vad.
+
 example:
   audiotask evaluate data/metadata/test.tsv predictions/detections.tsv \\
       --durations data/metadata/test_durations.tsv --scores predictions/scores
@@ -25,18 +30,22 @@ import sys
 from pathlib import Path
 
 from audiotask.cli.common import CommandError, audio_durations, read_durations
+from audiotask.protocols.uris import uri_of
+from audiotask.tasks import registry
 
 HELP = "evaluate detections against a reference"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("reference", type=Path, help="reference events (DCASE TSV; RTTM for --task vad)")
-    parser.add_argument("predictions", type=Path, help="detected events (DCASE TSV; RTTM for --task vad)")
-    parser.add_argument("--task", choices=("sed", "vad"), default="sed", help="default: %(default)s")
+    parser.add_argument("reference", type=Path,
+                        help="reference events (DCASE TSV; RTTM for --task vad, speaker turns for --task osd)")
+    parser.add_argument("predictions", type=Path, help="detected events (DCASE TSV; RTTM for --task vad or osd)")
+    parser.add_argument("--task", choices=evaluated_task_names(), default="sed", metavar="TASK",
+                        help=registry.describe(registry.resolve(name) for name in EVALUATIONS) + " (default: %(default)s)")
     parser.add_argument("--durations", type=Path, metavar="TSV", help="file durations: filename<TAB>seconds")
     parser.add_argument("--audio", type=Path, metavar="DIR", help="folder of the reference audio (durations read from it)")
     parser.add_argument("--scores", type=Path, metavar="DIR", help="sed: frame scores from `audiotask apply` (PSDS)")
-    parser.add_argument("--uem", type=Path, metavar="UEM", help="vad: evaluated regions of each file (UEM)")
+    parser.add_argument("--uem", type=Path, metavar="UEM", help="vad, osd: evaluated regions of each file (UEM)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
 
 
@@ -53,8 +62,29 @@ def read_annotations(path: Path) -> dict:
     return read_dcase_tsv(path)
 
 
-def evaluate_vad(args: argparse.Namespace) -> dict:
-    """Detection error rate of ``args.predictions`` against ``args.reference``."""
+def overlap_annotations(annotations: dict) -> dict:
+    """``{uri: Annotation}`` of the regions where two or more distinct labels are active.
+
+    Each region is labelled "overlap". Overlapping turns of one speaker are not overlap
+    (``Annotation.get_overlap`` compares labels); a file without overlap keeps an empty
+    annotation, so that false alarms in it still count.
+    """
+    from pyannote.core import Annotation
+
+    overlaps = {}
+    for uri, annotation in annotations.items():
+        overlap = Annotation(uri=uri)
+        for segment in annotation.get_overlap():
+            overlap[segment] = "overlap"
+        overlaps[uri] = overlap
+    return overlaps
+
+
+def evaluate_vad(args: argparse.Namespace, *, overlap: bool = False) -> dict:
+    """Detection error rate of ``args.predictions`` against ``args.reference``.
+
+    With ``overlap`` (``--task osd``), against the overlap of the reference's speakers.
+    """
     from pyannote.core import Segment, Timeline
 
     from audiotask.metrics.voice_activity import detection_error_rate
@@ -62,6 +92,8 @@ def evaluate_vad(args: argparse.Namespace) -> dict:
     if args.scores is not None:
         raise CommandError("--scores applies to --task sed only")
     references, hypotheses = read_annotations(args.reference), read_annotations(args.predictions)
+    if overlap:
+        references = overlap_annotations(references)
     uems = None
     if args.uem is not None:
         if not args.uem.is_file():
@@ -71,7 +103,7 @@ def evaluate_vad(args: argparse.Namespace) -> dict:
         uems = load_uem(str(args.uem))
     elif args.durations is not None:
         # durations by uri: RTTM files name files by uri, not by filename
-        durations = {Path(name).stem: seconds for name, seconds in read_durations(args.durations).items()}
+        durations = {uri_of(name): seconds for name, seconds in read_durations(args.durations).items()}
         uems = {uri: Timeline([Segment(0.0, durations[uri])], uri=uri) for uri in references if uri in durations}
     return detection_error_rate(references, hypotheses, uems=uems)
 
@@ -140,9 +172,27 @@ def evaluate_sed(args: argparse.Namespace) -> dict:
     return evaluate_sound_events(ground_truth, durations, detections=detections, scores=scores)
 
 
+def evaluate_osd(args: argparse.Namespace) -> dict:
+    """Detection error rate of the detected overlap against the overlap of the reference's speakers."""
+    return evaluate_vad(args, overlap=True)
+
+
+#: canonical task name (see ``audiotask.tasks.registry``) -> how its outputs are evaluated
+EVALUATIONS = {
+    "sound-event-detection": evaluate_sed,
+    "voice-activity-detection": evaluate_vad,
+    "overlapped-speech-detection": evaluate_osd,
+}
+
+
+def evaluated_task_names() -> list[str]:
+    """Names and aliases of the registered tasks that have an evaluation here."""
+    return [name for name in registry.names() if registry.resolve(name).name in EVALUATIONS]
+
+
 def run(args: argparse.Namespace) -> int:
     try:
-        results = evaluate_vad(args) if args.task == "vad" else evaluate_sed(args)
+        results = EVALUATIONS[registry.resolve(args.task).name](args)
     except ValueError as error:  # the metrics name the file or class at fault: one line is enough
         raise CommandError(str(error)) from None
     if args.json:

@@ -17,9 +17,22 @@ import argparse
 from pathlib import Path
 
 from audiotask.cli.common import CommandError, parse_classes, parse_options, quiet_warnings
+from audiotask.tasks import registry
 
 HELP = "train a model on a protocol"
 MODELS = ("CRNN", "Debug")
+
+#: task constructor keyword -> (its command-line option, how the option's text is read); a
+#: task takes the ones its registry entry lists, and refuses the others
+TASK_OPTIONS = {
+    "classes": ("--classes", parse_classes),
+    "resolution": ("--resolution", str),
+}
+
+
+def applies_to(keyword: str) -> str:
+    """``"sed, mls"``: the short names of the tasks that take ``keyword`` (for help and errors)."""
+    return ", ".join(entry.short_name for entry in registry.accepting(keyword))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,11 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--cache", type=Path, metavar="DIR", help="cache folder for metadata and decoded audio "
                       "(default: $AUDIOTASK_CACHE or ~/.cache/audiotask)")
     task = parser.add_argument_group("task")
-    task.add_argument("--task", choices=("sed", "vad"), default="sed",
-                      help="sound event detection or voice activity detection (default: %(default)s)")
+    task.add_argument("--task", choices=registry.names(), default="sed", metavar="TASK",
+                      help=registry.describe().replace("%", "%%") + " (default: %(default)s)")
     task.add_argument("--resolution", choices=("frame", "chunk"),
-                      help="sed only: one decision per frame (strong labels) or per chunk (default: chunk)")
-    task.add_argument("--classes", help="sed only: comma-separated class names, in output order "
+                      help=f"{applies_to('resolution')} only: one decision per frame (strong labels) or per chunk "
+                      "(default: the task's)")
+    task.add_argument("--classes", help=f"{applies_to('classes')} only: comma-separated class names, in output order "
                       "(default: the labels of the training set, sorted)")
     task.add_argument("--duration", type=float, help="training chunk duration in seconds (default: the task's)")
     model = parser.add_argument_group("model")
@@ -70,24 +84,34 @@ def load_protocol(databases: list[str], name: str):
         raise CommandError(f"unknown protocol {name!r} ({error}): check --protocol and --database") from None
 
 
-def make_task(args: argparse.Namespace, protocol):
-    """The task of ``args``: options that do not apply to it are refused, not ignored."""
+def task_options(args: argparse.Namespace, entry: registry.TaskEntry) -> dict:
+    """Constructor keywords of ``entry``'s task from ``args``; options it does not take are refused.
+
+    Only the options given are passed: an absent one leaves the task's own default.
+    """
     options = dict(batch_size=args.batch_size, cache=args.cache)
     if args.duration is not None:
         options["duration"] = args.duration
     if args.num_workers is not None:
         options["num_workers"] = args.num_workers
-    if args.task == "vad":
-        if args.resolution is not None or args.classes is not None:
-            raise CommandError("--resolution and --classes apply to --task sed only")
-        from audiotask.tasks import VoiceActivityDetection
+    refused = []
+    for keyword, (flag, read) in TASK_OPTIONS.items():
+        value = getattr(args, keyword)
+        if value is None:
+            continue
+        if not entry.accepts(keyword):
+            refused.append(f"{flag} applies to --task {applies_to(keyword)} only")
+        options[keyword] = read(value)
+    if refused:
+        raise CommandError(f"{'; '.join(refused)}, not to --task {entry.short_name}")
+    return options
 
-        return VoiceActivityDetection(protocol, **options)
-    from audiotask.tasks import SoundEventDetection
 
-    return SoundEventDetection(
-        protocol, classes=parse_classes(args.classes), resolution=args.resolution or "chunk", **options
-    )
+def make_task(args: argparse.Namespace, protocol):
+    """The registered task named by ``args.task``, built from the options that apply to it."""
+    entry = registry.resolve(args.task)
+    options = task_options(args, entry)
+    return entry.load()(protocol, **options)
 
 
 def make_model(args: argparse.Namespace, task):

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import importlib
 import json
+import warnings
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 import lightning.pytorch as pl
 import torch
@@ -39,6 +40,41 @@ def resolve_architecture(name: str) -> type:
     if not (isinstance(target, type) and issubclass(target, Model)):
         raise TypeError(f"{name} is not an audiotask Model.")
     return target
+
+
+def restore_fitting_weights(module: torch.nn.Module, previous: Mapping[str, torch.Tensor]) -> list[str]:
+    """Copy into ``module`` every entry of ``previous`` whose name and shape still fit.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Module whose parameters and buffers are overwritten in place.
+    previous : {name: tensor}
+        An earlier ``state_dict()`` of ``module``.
+
+    Returns
+    -------
+    list of str
+        Names of ``module``'s state entries left as they were (new or of another shape).
+    """
+    left = []
+    with torch.no_grad():
+        for name, tensor in module.state_dict().items():
+            old = previous.get(name)
+            if old is not None and old.shape == tensor.shape:
+                tensor.copy_(old)
+            else:
+                left.append(name)
+    return left
+
+
+def describe_head_changes(changes: Mapping[str, tuple[Any, Any]]) -> str:
+    """``"classes changed from [...] to [...]"`` for ``Specifications.head_changes``' result."""
+
+    def shown(value: Any) -> str:
+        return str(getattr(value, "value", value))  # enums by their value: "frame", not Resolution.FRAME
+
+    return ", ".join(f"{name} changed from {shown(old)} to {shown(new)}" for name, (old, new) in changes.items())
 
 
 class Model(pl.LightningModule):
@@ -103,14 +139,47 @@ class Model(pl.LightningModule):
         raise NotImplementedError(f"{type(self).__name__} must implement build().")
 
     def attach_specifications(self, specifications: Specifications) -> None:
-        """Set the specifications and (re)build the head when they changed."""
-        if self._specifications is not None and self._specifications == specifications and self.is_built:
-            return
+        """Set the specifications; build the head, or rebuild it when what shapes it changed.
+
+        Only ``Specifications.head_fields()`` (problem, resolution, classes...) shape the
+        head: a loaded model fine-tuned on chunks of another duration keeps all its weights.
+        A rebuilt head keeps every weight whose name and shape still fit (see
+        :meth:`_rebuild_head`).
+        """
+        previous = self._specifications
         self.specifications = specifications
-        self.build()
-        self.is_built = True
+        if previous is None or not self.is_built:
+            self.build()
+            self.is_built = True
+            return
+        changes = previous.head_changes(specifications)
+        if changes:
+            self._rebuild_head(changes)
 
     is_built = False
+    #: True once the weights were loaded or trained: re-initialising them is then worth a warning
+    has_learned_weights = False
+
+    def _rebuild_head(self, changes: Mapping[str, tuple[Any, Any]]) -> None:
+        """Call ``build()`` again, keep the weights that still fit, warn about the others."""
+        previous = self.state_dict()
+        self.build()
+        reinitialised = restore_fitting_weights(self, previous)
+        if not self.has_learned_weights:
+            return  # a head nobody trained is random either way: nothing is lost
+        reason = describe_head_changes(changes)
+        if reinitialised:
+            message = f"re-initialised {', '.join(reinitialised)} because {reason}; every other weight was kept"
+        else:
+            # e.g. renamed classes: the shapes fit, but each output keeps what it learnt
+            message = f"kept every weight although {reason}: each output starts from what it learnt before"
+        warnings.warn(f"{type(self).__name__}: head rebuilt: {message}.", stacklevel=3)
+
+    def load_state_dict(self, *args, **kwargs):
+        """``torch.nn.Module.load_state_dict``, remembering that the weights are now learned ones."""
+        result = super().load_state_dict(*args, **kwargs)
+        self.has_learned_weights = True
+        return result
 
     # ---- frames ------------------------------------------------------------------
     @property
@@ -163,6 +232,7 @@ class Model(pl.LightningModule):
         return self.task.val_dataloader()
 
     def training_step(self, batch, batch_idx: int):
+        self.has_learned_weights = True
         return self.task.training_step(batch, batch_idx)
 
     def validation_step(self, batch, batch_idx: int):

@@ -7,7 +7,7 @@ The model's output head, activation, loss and validation metrics are all derived
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from enum import Enum
 from typing import Any, Optional, Sequence, Tuple, Union
 
@@ -34,6 +34,12 @@ CLASSIFICATION = (
     Problem.MONO_LABEL_CLASSIFICATION,
     Problem.MULTI_LABEL_CLASSIFICATION,
 )
+
+#: Fields that only say how chunks are cut. A model's head never depends on them, so a
+#: model fine-tuned on chunks of another duration keeps its head. Every other field counts
+#: as shaping the head (see ``Specifications.head_fields``): a field added later is then
+#: safe by default, since rebuilding a head keeps the weights that still fit.
+CHUNKING_FIELDS = ("duration", "min_duration", "warm_up")
 
 
 def _as_warm_up(warm_up: Union[float, Sequence[float]]) -> Tuple[float, float]:
@@ -104,6 +110,24 @@ class Specifications:
             raise ValueError(
                 f"Specifications: BINARY_CLASSIFICATION has exactly one (positive) class, got {self.classes}."
             )
+
+    @classmethod
+    def head_fields(cls) -> tuple[str, ...]:
+        """Names of the fields a model's ``build()`` may read: all but :data:`CHUNKING_FIELDS`."""
+        return tuple(f.name for f in fields(cls) if f.name not in CHUNKING_FIELDS)
+
+    def head_changes(self, other: "Specifications") -> dict[str, tuple[Any, Any]]:
+        """``{field: (ours, other's)}`` for each head field that differs in ``other``.
+
+        Empty when a head built for ``self`` also fits ``other`` (e.g. only the chunk
+        duration or the warm-up differ).
+        """
+        changes = {}
+        for name in self.head_fields():
+            ours, theirs = getattr(self, name), getattr(other, name)
+            if ours != theirs:
+                changes[name] = (ours, theirs)
+        return changes
 
     @property
     def num_outputs(self) -> int:

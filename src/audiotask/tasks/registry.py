@@ -1,0 +1,139 @@
+"""The named tasks: one table maps each name and its aliases to a task class.
+
+The command line takes its ``--task`` choices and help from :data:`TASKS`. Classes are
+named as ``"module:Class"`` strings and imported only by :func:`load`: task modules import
+torch and Lightning, which take seconds, and ``audiotask --help`` must answer at once.
+This module therefore imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Iterable
+
+#: constructor keywords every registered task accepts (those of the shared engine)
+ENGINE_OPTIONS = ("batch_size", "num_workers", "cache", "duration")
+
+
+class UnknownTaskError(ValueError):
+    """A task name that is neither a registered name nor an alias; the message lists them."""
+
+
+@dataclass(frozen=True)
+class TaskEntry:
+    """One registered task.
+
+    Parameters
+    ----------
+    name : str
+        Canonical name, named for the problem (``"sound-event-detection"``).
+    target : str
+        ``"module:Class"`` of the task class, imported on :meth:`load`.
+    help : str
+        One line saying what the task does.
+    aliases : tuple of str
+        Other accepted names; the first is the short name shown by the command line.
+    options : tuple of str
+        Constructor keywords the task accepts besides :data:`ENGINE_OPTIONS` (e.g.
+        ``"classes"``): a user option that maps to a keyword outside them is refused.
+    """
+
+    name: str
+    target: str
+    help: str
+    aliases: tuple[str, ...] = ()
+    options: tuple[str, ...] = ()
+
+    @property
+    def short_name(self) -> str:
+        """The first alias, or the name when there is none."""
+        return self.aliases[0] if self.aliases else self.name
+
+    @property
+    def class_name(self) -> str:
+        return self.target.partition(":")[2]
+
+    def accepts(self, option: str) -> bool:
+        """Whether the task's constructor takes keyword ``option``."""
+        return option in self.options or option in ENGINE_OPTIONS
+
+    def load(self) -> type:
+        """Import and return the task class."""
+        module_name, _, class_name = self.target.partition(":")
+        return getattr(importlib.import_module(module_name), class_name)
+
+
+TASKS: tuple[TaskEntry, ...] = (
+    TaskEntry(
+        "sound-event-detection",
+        "audiotask.tasks.sound_event_detection:SoundEventDetection",
+        "which sound classes are active, per chunk or per frame (multi-label)",
+        aliases=("sed",),
+        options=("classes", "resolution"),
+    ),
+    TaskEntry(
+        "voice-activity-detection",
+        "audiotask.tasks.voice_activity_detection:VoiceActivityDetection",
+        "is anybody speaking, frame by frame (any annotated label is speech)",
+        aliases=("vad",),
+    ),
+    TaskEntry(
+        "overlapped-speech-detection",
+        "audiotask.tasks.overlapped_speech_detection:OverlappedSpeechDetection",
+        "are two or more speakers talking at once, frame by frame",
+        aliases=("osd",),
+    ),
+    TaskEntry(
+        "multi-label-segmentation",
+        "audiotask.tasks.multilabel_segmentation:MultiLabelSegmentation",
+        "which labels are active, frame by frame (multi-label)",
+        aliases=("mls",),
+        options=("classes",),
+    ),
+)
+
+
+def _by_name() -> dict[str, TaskEntry]:
+    table = {}
+    for entry in TASKS:
+        for name in (entry.name, *entry.aliases):
+            if name in table:  # a name must resolve to one task: caught by the tests at once
+                raise RuntimeError(f"task name {name!r} is registered twice")
+            table[name] = entry
+    return table
+
+
+def names() -> list[str]:
+    """Every accepted name: each task's canonical name then its aliases, in table order."""
+    return [name for entry in TASKS for name in (entry.name, *entry.aliases)]
+
+
+def resolve(name: str) -> TaskEntry:
+    """The entry registered under ``name`` (a canonical name or an alias).
+
+    Raises :class:`UnknownTaskError`, listing the accepted names, for any other name.
+    """
+    entry = _by_name().get(name)
+    if entry is None:
+        listed = ", ".join(f"{e.name} ({', '.join(e.aliases)})" if e.aliases else e.name for e in TASKS)
+        raise UnknownTaskError(f"unknown task {name!r}: choose one of {listed}")
+    return entry
+
+
+def load(name: str) -> type:
+    """The task class registered under ``name`` (imported now)."""
+    return resolve(name).load()
+
+
+def accepting(option: str) -> list[TaskEntry]:
+    """The entries whose task takes constructor keyword ``option``."""
+    return [entry for entry in TASKS if entry.accepts(option)]
+
+
+def describe(entries: Iterable[TaskEntry] = TASKS) -> str:
+    """``"sed (sound-event-detection): ..."`` for each entry, ``"; "``-separated (for help texts)."""
+    def named(entry: TaskEntry) -> str:
+        return entry.name if entry.short_name == entry.name else f"{entry.short_name} ({entry.name})"
+
+    return "; ".join(f"{named(entry)}: {entry.help}" for entry in entries)
