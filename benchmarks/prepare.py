@@ -49,7 +49,7 @@ def generated_protocol(num_files: int):
 
 def reload(folder: str) -> dict:
     """In a fresh process: load the prepared metadata, then one lookup per training file."""
-    from audiotask.core.metadata import ProtocolMetadata
+    from audiotask.engine.metadata import ProtocolMetadata
 
     seconds_load, metadata = common.timed(ProtocolMetadata.load, folder)
     train = metadata.subsets["train"]

@@ -7,9 +7,9 @@ import pytest
 import torch
 from pyannote.core import Segment
 
-from audiotask.core.metadata import ProtocolMetadata, SubsetMetadata
-from audiotask.core.readers import CachedReader, FileReader
-from audiotask.core.sampler import BLOCK, ChunkSampler
+from audiotask.engine.metadata import ProtocolMetadata, SubsetMetadata
+from audiotask.engine.readers import CachedReader, FileReader
+from audiotask.engine.samplers import BLOCK, ChunkSampler
 from audiotask.models import Debug
 from audiotask.tasks import SoundEventDetection
 from audiotask.testing.dummies import load_protocol, make_sound_event_protocol
@@ -24,21 +24,32 @@ def make_task(protocol, tmp_path, **kwargs):
     return task
 
 
-def test_metadata_is_cached_and_invalidated_by_target_parameters(tiny_protocol, tmp_path):
+def test_metadata_is_keyed_by_what_changes_the_prepared_arrays(tiny_protocol, tmp_path):
     task = make_task(tiny_protocol, tmp_path)
     task.prepare_data()
     folder = task.metadata_folder()
     assert ProtocolMetadata.exists(folder)
     # same parameters: same folder, reused
     assert make_task(tiny_protocol, tmp_path).metadata_folder() == folder
-    # a changed duration or class list never reuses a stale cache
+    # the duration bounds the stored segment pieces, an attribute adds a column: new arrays
     assert make_task(tiny_protocol, tmp_path, duration=3.0).metadata_folder() != folder
-    other_classes = make_task(tiny_protocol, tmp_path, classes=["Dog", "Speech"])
-    assert other_classes.metadata_folder() != folder
+    assert make_task(tiny_protocol, tmp_path, balance="database").metadata_folder() == folder  # built in
+    assert make_task(tiny_protocol, tmp_path, balance="uri").metadata_folder() != folder
+    # classes and resolution only change how labels become targets: the same arrays serve
+    other_classes = make_task(tiny_protocol, tmp_path, classes=["Dog", "Speech"], resolution="frame")
+    assert other_classes.metadata_folder() == folder
     other_classes.prepare_data()
     other_classes.setup("fit")
-    assert other_classes.metadata.classes == ["Dog", "Speech"]
-    assert set(np.unique(other_classes.metadata.subsets["train"].segment_class)) <= {0, 1}
+    assert other_classes.metadata.labels == ["Alarm_bell_ringing", "Dog", "Speech"]
+    assert other_classes.specifications.classes == ["Dog", "Speech"]
+    y = other_classes.targets("train", np.zeros(1, dtype=np.int64), np.zeros(1), 6.0)["y"]
+    dog = tiny_protocol_events(tiny_protocol, "Dog")
+    assert y[0, :, 0].any() == bool(dog) and y.shape[-1] == 2
+
+
+def tiny_protocol_events(protocol, label):
+    first = next(iter(protocol.train()))
+    return [segment for segment, _, name in first["annotation"].itertracks(yield_label=True) if name == label]
 
 
 def test_metadata_cache_follows_the_annotation_files(tmp_path):
@@ -59,7 +70,7 @@ def test_metadata_round_trip_and_segment_lookup(tiny_protocol, tmp_path):
     files = list(tiny_protocol.train())
     assert list(train.uri) == [f["uri"] for f in files]
     np.testing.assert_allclose(train.duration, [f["duration"] for f in files])
-    classes = task.metadata.classes
+    classes = task.metadata.labels
     rng = np.random.default_rng(0)
     for index, file in enumerate(files):
         for start in rng.uniform(-1, 6, size=20):
@@ -83,7 +94,7 @@ def covered_in(segments, chunk):
 
 
 def test_long_segments_are_stored_as_pieces_and_found_exactly():
-    from audiotask.core.metadata import split_segments
+    from audiotask.engine.metadata import split_segments
 
     # one file: a 100-s segment of class 0 over 1,000 short ones of class 1
     rng = np.random.default_rng(0)
@@ -103,7 +114,7 @@ def test_long_segments_are_stored_as_pieces_and_found_exactly():
     subset = SubsetMetadata(
         uri=np.array(["a"]), audio=np.array(["a.wav"]), duration=np.array([100.0]),
         annotated_offsets=np.array([0, 1]), annotated=np.array([[0.0, 100.0]]),
-        segment_offsets=offsets, segment_start=piece_starts, segment_end=piece_ends, segment_class=piece_classes,
+        segment_offsets=offsets, segment_start=piece_starts, segment_end=piece_ends, segment_label=piece_classes,
         max_segment_length=np.array(float(np.max(piece_ends - piece_starts))), audio_stamp=np.full((1, 2), -1),
     )
     original = [(Segment(s, e), int(k)) for s, e, k in zip(starts, ends, classes)]
@@ -334,7 +345,7 @@ def test_region_ends_of_chunks_inside_between_and_outside_regions():
         uri=np.array(["a", "b", "c"]), audio=np.array(["a.wav", "b.wav", "c.wav"]), duration=np.array([10.0, 5.0, 3.0]),
         annotated_offsets=np.array([0, 2, 2, 3]), annotated=np.array([[1.0, 3.0], [5.0, 9.0], [0.0, 3.0]]),
         segment_offsets=np.zeros(4, dtype=np.int64), segment_start=np.zeros(0), segment_end=np.zeros(0),
-        segment_class=np.zeros(0, dtype=np.int16), max_segment_length=np.array(0.0), audio_stamp=np.full((3, 2), -1),
+        segment_label=np.zeros(0, dtype=np.int32), max_segment_length=np.array(0.0), audio_stamp=np.full((3, 2), -1),
     )
     files = np.array([0, 0, 0, 0, 1, 2, 2])
     starts = np.array([1.0, 2.5, 4.0, 5.0, 1.0, 0.0, 3.0])

@@ -8,11 +8,10 @@ import pytest
 import soundfile
 import torch
 
-from audiotask.core.batches import collate_rows, new_batch_buffer, stacked_rows
 from audiotask.core.frames import Frames
-from audiotask.core.readers import CachedReader, FileReader
-from audiotask.core.sampler import BLOCK, ChunkSampler
-from audiotask.core.targets import frame_targets, frame_targets_batch
+from audiotask.engine.readers import CachedReader, FileReader
+from audiotask.engine.samplers import BLOCK, ChunkSampler
+from audiotask.engine.targets import frame_targets, frame_targets_batch
 from audiotask.models import Debug
 from audiotask.tasks import SoundEventDetection
 
@@ -24,7 +23,7 @@ def test_sampler_take_equals_iteration():
         reference = list(itertools.islice(iter(ChunkSampler(regions, np.array([0, 0, 1]), 2.0, **options)), 3 * BLOCK))
         sampler = ChunkSampler(regions, np.array([0, 0, 1]), 2.0, **options)
         drawn = [sampler.take(count) for count in (5, BLOCK, 0, BLOCK + 3, 1, BLOCK - 9)]
-        files, starts, durations = (np.concatenate(column) for column in zip(*drawn))
+        files, starts, durations, _ = (np.concatenate(column) for column in zip(*drawn))
         assert sampler.position == 3 * BLOCK
         assert [(c.file, c.start, c.duration) for c in reference] == list(zip(files.tolist(), starts.tolist(), durations.tolist()))
 
@@ -49,17 +48,16 @@ def test_batched_frame_targets_equal_one_chunk_at_a_time():
         np.testing.assert_array_equal(batch[index], expected)
 
 
-def test_rows_of_one_buffer_collate_without_copy_and_others_stack():
-    buffer = new_batch_buffer((4, 1, 10), torch.float32)
-    buffer.copy_(torch.arange(40.0).reshape(4, 1, 10))
-    rows = [buffer[i] for i in range(4)]
-    batch = stacked_rows(rows)
-    assert batch.data_ptr() == buffer.data_ptr() and torch.equal(batch, buffer)
-    assert stacked_rows(rows[:3]) is None  # not the whole buffer
-    assert stacked_rows(rows[::-1]) is None  # not in order
-    assert stacked_rows([row.clone() for row in rows]) is None
-    samples = [{"X": buffer[i], "y": torch.zeros(3)} for i in range(4)]
-    assert collate_rows(samples) is None  # "y" is not one buffer: the caller stacks
+def test_a_worker_hands_whole_batches_to_a_loader_that_does_not_collate(tiny_protocol, tmp_path):
+    task = SoundEventDetection(tiny_protocol, duration=2.0, batch_size=4, num_workers=0, cache=tmp_path / "cache")
+    Debug(task=task)
+    task.prepare_data()
+    task.setup("fit")
+    loader = task.train_dataloader()
+    assert loader.batch_size is None and loader.collate_fn.__name__ == "default_convert"
+    batch = next(iter(loader))
+    assert batch["X"].shape == (4, 1, 32000) and batch["y"].shape == (4, 3)
+    assert batch["y"].dtype == torch.uint8
 
 
 @pytest.fixture

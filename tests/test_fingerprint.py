@@ -61,7 +61,7 @@ def test_plain_registry_protocol_keeps_the_cheap_fingerprint(database_yml, tmp_p
     def iterated(*args, **kwargs):
         raise AssertionError("the fingerprint iterated the protocol")
 
-    monkeypatch.setattr(fingerprint, "content_fingerprint", iterated)
+    monkeypatch.setattr(fingerprint, "_rows", iterated)
     first = task.metadata_folder()
     assert task.metadata_folder() == first
     assert make_task(load_protocol(database_yml, NAME), tmp_path).metadata_folder() == first
@@ -87,7 +87,7 @@ class Lookup(dict):
 def test_unknown_preprocessor_values_are_read_and_hashed(database_yml, monkeypatch, preprocessors):
     seen = []
     rows = fingerprint._rows
-    monkeypatch.setattr(fingerprint, "_rows", lambda protocol, subsets, keys: seen.append(list(keys)) or rows(protocol, subsets, keys))
+    monkeypatch.setattr(fingerprint, "_rows", lambda files, subsets, keys: seen.append(list(keys)) or rows(files, subsets, keys))
     # the user's entry we cannot vouch for (pyannote.database adds its own to the dict)
     (key,) = [k for k in preprocessors if k != "audio"] or ["audio"]
     protocol = prepare_protocol(registry.get_protocol(NAME, preprocessors=preprocessors))

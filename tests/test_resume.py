@@ -6,7 +6,7 @@ import lightning.pytorch as pl
 import pytest
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
-from audiotask.core.resume import batches_from_worker
+from audiotask.engine.resume import batches_from_worker
 from audiotask.models import Debug
 from audiotask.tasks import SoundEventDetection
 from audiotask.testing.dummies import load_protocol, make_sound_event_protocol
@@ -58,7 +58,7 @@ def test_batches_come_from_the_workers_in_turn():
 
 
 def test_resumed_workers_continue_the_streams_in_the_order_of_the_interrupted_run():
-    from audiotask.core.resume import resumed_stream
+    from audiotask.engine.resume import resumed_stream
 
     state = {"epoch": 1, "batches": 3, "num_workers": 2, "batch_size": 4}
     # batch 3 would have come from worker 1 (its second batch): the new worker 0 continues it

@@ -41,11 +41,11 @@ def test_frame_targets_are_exact(tmp_path):
     protocol = handmade_protocol(tmp_path / "data", EVENTS)
     task = prepared(SoundEventDetection(protocol, classes=CLASSES, resolution="frame", duration=2.0, num_workers=0, cache=tmp_path / "cache"))
     train = task.metadata.subsets["train"]
-    y = task.target(train, 0, 1.0, 2.0)
+    y = task.target(train, 0, 1.0, 2.0)["y"]
     # chunk [1, 3): Dog [0.5, 1.8) -> centres < 0.8 -> frames 0..7; Speech [1, 2) -> 0..9; Cat [2.5, 3.5) -> 15..19
     np.testing.assert_array_equal(y, expected_frames([(1, (0, 8)), (0, (0, 10)), (2, (15, 20))]))
     # chunk starting before the first event: onsets land where frame centres cross them
-    y = task.target(train, 0, 0.0, 2.0)
+    y = task.target(train, 0, 0.0, 2.0)["y"]
     np.testing.assert_array_equal(y, expected_frames([(1, (5, 18)), (0, (10, 20))]))
 
 
@@ -53,17 +53,17 @@ def test_chunk_targets_are_exact(tmp_path):
     protocol = handmade_protocol(tmp_path / "data", EVENTS)
     task = prepared(SoundEventDetection(protocol, classes=CLASSES, duration=2.0, num_workers=0, cache=tmp_path / "cache"))
     train = task.metadata.subsets["train"]
-    np.testing.assert_array_equal(task.target(train, 0, 1.6, 0.8), [1, 1, 0])
+    np.testing.assert_array_equal(task.target(train, 0, 1.6, 0.8)["y"], [1, 1, 0])
     # touching is not overlapping: Speech ends at 2.0, Cat starts at 2.5
-    np.testing.assert_array_equal(task.target(train, 0, 2.0, 0.5), [0, 0, 0])
-    np.testing.assert_array_equal(task.target(train, 0, 3.0, 1.0), [0, 0, 1])
+    np.testing.assert_array_equal(task.target(train, 0, 2.0, 0.5)["y"], [0, 0, 0])
+    np.testing.assert_array_equal(task.target(train, 0, 3.0, 1.0)["y"], [0, 0, 1])
 
 
 def test_classes_follow_the_declared_order_not_the_alphabet(tmp_path):
     protocol = handmade_protocol(tmp_path / "data", EVENTS)
     task = prepared(SoundEventDetection(protocol, classes=["Cat", "Speech", "Dog"], duration=2.0, num_workers=0, cache=tmp_path / "cache"))
     assert task.specifications.classes == ["Cat", "Speech", "Dog"]
-    np.testing.assert_array_equal(task.target(task.metadata.subsets["train"], 0, 3.0, 1.0), [1, 0, 0])
+    np.testing.assert_array_equal(task.target(task.metadata.subsets["train"], 0, 3.0, 1.0)["y"], [1, 0, 0])
 
 
 def test_unknown_labels_are_reported_not_mapped(tmp_path):
@@ -87,7 +87,7 @@ def test_annotation_past_the_end_is_reported_and_clipped(tmp_path):
 def test_voice_activity_merges_all_labels(tmp_path):
     protocol = handmade_protocol(tmp_path / "data", EVENTS)
     task = prepared(VoiceActivityDetection(protocol, duration=2.0, num_workers=0, cache=tmp_path / "cache"))
-    y = task.target(task.metadata.subsets["train"], 0, 1.0, 2.0)
+    y = task.target(task.metadata.subsets["train"], 0, 1.0, 2.0)["y"]
     expected = np.zeros((20, 1), dtype=np.uint8)
     expected[0:10] = 1  # Dog + Speech until 2.0
     expected[15:20] = 1  # Cat

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 
 from audiotask.core import objectives
 from audiotask.core.datasets import TrainDataset, ValDataset, apply_augmentation, collate_samples
+from audiotask.core.frames import warm_up_mask
 from audiotask.core.specifications import Problem, Resolution, Specifications
 from audiotask.protocols.files import has_subset, prepare_protocol
 
@@ -134,7 +135,8 @@ class Task(pl.LightningDataModule):
 
         The warm-up is the specifications' (a task may set them itself, as the tutorial's
         does); ``duration`` is the chunk's, in seconds (chunks vary with ``min_duration``),
-        by default the extent of its ``num_frames`` frames.
+        by default the extent of its ``num_frames`` frames. The rule itself is
+        ``core.frames.warm_up_mask``, shared with inference.
         """
         specifications = self.specifications
         if specifications.resolution is not Resolution.FRAME or not any(specifications.warm_up):
@@ -142,20 +144,24 @@ class Task(pl.LightningDataModule):
         frames = self.model.frames
         if duration is None:
             duration = frames.start + num_frames * frames.step
-        centres = torch.as_tensor(frames.centers(num_frames))
-        left, right = specifications.warm_up
-        return ((centres >= left) & (centres < duration - right)).float()
+        mask = warm_up_mask(frames, num_frames, duration=duration, warm_up=specifications.warm_up)
+        return torch.from_numpy(mask).float()
 
     def augment(self, waveforms: torch.Tensor) -> torch.Tensor:
         if self.augmentation is None:
             return waveforms
         return apply_augmentation(self.augmentation, waveforms, self.model.sample_rate)
 
-    def compute_loss(self, y_pred: torch.Tensor, y: torch.Tensor, duration: Optional[float] = None) -> torch.Tensor:
-        """Default loss for the specifications, warm-up frames of ``duration``-second chunks excluded."""
+    def compute_loss(
+        self, y_pred: torch.Tensor, y: torch.Tensor, duration: Optional[float] = None, *,
+        mask: Optional[torch.Tensor] = None, weight: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        """Default loss for the specifications over the entries that count: warm-up frames of
+        ``duration``-second chunks, and entries where ``mask`` is 0, are left out; samples
+        are weighted by ``weight`` (batch,)."""
         loss = objectives.elementwise_loss(self.specifications, y_pred, y)
-        weight = self.frame_weight(y_pred.shape[1], duration) if y_pred.ndim == 3 else None
-        return objectives.reduce_loss(loss, None if weight is None else weight.to(loss.device))
+        frame_weight = self.frame_weight(y_pred.shape[1], duration) if y_pred.ndim == 3 else None
+        return objectives.reduce_loss(loss, objectives.entry_weights(loss, mask=mask, weight=weight, frame_weight=frame_weight))
 
     def chunk_duration(self, waveforms: torch.Tensor) -> float:
         """Duration in seconds of a batch of (batch, channels, samples) chunks."""
@@ -164,7 +170,9 @@ class Task(pl.LightningDataModule):
     def training_step(self, batch, batch_idx: int):
         waveforms = self.augment(batch["X"])
         y_pred = self.model(waveforms)
-        loss = self.compute_loss(y_pred, batch["y"], self.chunk_duration(waveforms))
+        loss = self.compute_loss(
+            y_pred, batch["y"], self.chunk_duration(waveforms), mask=batch.get("mask"), weight=batch.get("weight")
+        )
         if not torch.isfinite(loss):
             reason = "the input waveforms contain NaN or Inf" if not torch.isfinite(waveforms).all() else (
                 "the model output diverged (lower the learning rate?)"
@@ -178,16 +186,24 @@ class Task(pl.LightningDataModule):
         name, metric = objectives.validation_metric(self.specifications)
         self._validation_metric = (name, None if metric is None else metric.to(model.device))
 
+    def validation_mask(self, y_pred: torch.Tensor, batch: dict, duration: float) -> Optional[torch.Tensor]:
+        """Which output entries the metric counts: the batch's ``mask`` outside warm-up frames."""
+        mask = batch.get("mask")
+        frame_weight = self.frame_weight(y_pred.shape[1], duration) if y_pred.ndim == 3 else None
+        if frame_weight is None:
+            return mask
+        warm = frame_weight.bool().to(y_pred.device).reshape(1, -1, 1).expand(y_pred.shape)
+        return warm if mask is None else warm & objectives.broadcast_mask(mask.bool(), y_pred.shape)
+
     def validation_step(self, batch, batch_idx: int):
         waveforms = batch["X"]
         duration = self.chunk_duration(waveforms)
         y_pred = self.model(waveforms)
-        loss = self.compute_loss(y_pred, batch["y"], duration)
+        loss = self.compute_loss(y_pred, batch["y"], duration, mask=batch.get("mask"), weight=batch.get("weight"))
         self.model.log("val/loss", loss, prog_bar=True, on_epoch=True, batch_size=len(waveforms))
         name, metric = self._validation_metric
         if metric is not None:
-            weight = self.frame_weight(y_pred.shape[1], duration) if y_pred.ndim == 3 else None
-            mask = None if weight is None else weight.bool()
+            mask = self.validation_mask(y_pred, batch, duration)
             metric.to(y_pred.device).update(*objectives.metric_inputs(self.specifications, y_pred, batch["y"], mask))
         return {"loss": loss}
 

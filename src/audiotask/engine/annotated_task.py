@@ -1,8 +1,17 @@
-"""The shared engine of tasks whose targets come from a protocol's annotations.
+"""The shared engine of tasks whose samples come from a protocol's files and annotations.
 
-A subclass (``VoiceActivityDetection``, ``SoundEventDetection``) contributes only its
-specifications and how a label maps to a class; sampling, reading, target building,
-validation chunks and caching are here, once.
+A task built on it (``VoiceActivityDetection``, ``SoundEventDetection``,
+``OverlappedSpeechDetection``...) picks its parts and writes nothing else:
+
+- its problem and resolution (class attributes) and classes;
+- its target builders (:meth:`target_builders`, from ``engine.builders``);
+- its sampler (``sampling``: chunks in annotated regions, whole clips, balanced batches);
+- the file attributes it needs prepared (:meth:`file_attributes`) and the label kinds it
+  trains on (``label_kinds``);
+- how a label maps to a class (:meth:`label_classes`).
+
+Preparing metadata (once per protocol and preparation, see ``engine.preparation``), reading
+audio, building whole batches and resuming mid-epoch are here, once.
 """
 
 from __future__ import annotations
@@ -10,24 +19,27 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Callable, Literal, Optional, Union
+from typing import Literal, Optional, Union
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 
-from audiotask.core.batches import collate_rows, new_batch_buffer
-from audiotask.core.datasets import TrainDataset
-from audiotask.core.frames import Frames, seconds_to_samples
-from audiotask.core.metadata import METADATA_FORMAT, ProtocolMetadata, SubsetMetadata, build_subset
-from audiotask.core.readers import CachedReader, FileReader
-from audiotask.core.resume import ResumableDataLoader, resumed_stream
-from audiotask.core.sampler import ChunkSampler
+from audiotask.core.frames import seconds_to_samples
 from audiotask.core.specifications import Problem, Resolution, Specifications
-from audiotask.core.targets import chunk_targets_batch, frame_targets_batch
 from audiotask.core.task import Task
+from audiotask.engine.batches import TrainBatches, ValidationBatches, new_batch_buffer, stack_samples
+from audiotask.engine.builders import ChunkClasses, ChunkSegments, FrameClasses, TargetBuilder, build_targets
+from audiotask.engine.metadata import ProtocolMetadata, SubsetMetadata
+from audiotask.engine.preparation import STRONG, Preparation, ProtocolFiles, build_metadata, warn_unannotated
+from audiotask.engine.readers import CachedReader, FileReader
+from audiotask.engine.resume import ResumableDataLoader, resumed_stream
+from audiotask.engine.samplers import BalancedSampler, Chunks, ChunkSampler, ClipSampler, Sampler
 from audiotask.protocols.files import iter_subset
 from audiotask.protocols.fingerprint import protocol_fingerprint
 from audiotask.utils.random import distributed_rank, global_seed, worker_identity
+
+SAMPLINGS = ("regions", "clips", "balanced")
 
 
 def default_cache_root() -> Path:
@@ -36,7 +48,7 @@ def default_cache_root() -> Path:
 
 
 class AnnotatedTask(Task):
-    """Task engine: prepared metadata, seeded sampler, swappable reader, target builder.
+    """Task engine: prepared metadata, seeded sampler, swappable reader, target builders.
 
     Parameters (``duration``, ``warm_up``, ``batch_size``... are ``Task``'s)
     -------------------------------------------------------------------------
@@ -48,10 +60,23 @@ class AnnotatedTask(Task):
         is exact for 16-bit sources at the model's rate); None reads every chunk from its audio file.
     balance : str, optional
         Protocol key (e.g. "database") whose values get equal shares of training chunks.
+    sampling : "regions", "clips" or "balanced", optional
+        Training chunks anywhere inside annotated regions (weighted by duration), one per
+        file and pass (clip datasets: a random crop of a long file, a short one
+        zero-padded), or batches of ``labels_per_batch`` classes x ``batch_size /
+        labels_per_batch`` chunks centred on one of their segments. Default: the task's.
+    labels_per_batch : int
+        Classes per batch with ``sampling="balanced"``; must divide ``batch_size``.
     """
 
     problem: Problem
     resolution: Resolution = Resolution.FRAME
+    #: the sampler a task uses unless told otherwise (see ``sampling``)
+    sampling: str = "regions"
+    #: label kinds (see ``engine.preparation``) of the files the task trains and validates on
+    label_kinds: tuple[str, ...] = (STRONG,)
+    #: whether annotation labels are meant to be classes (unmatched ones are then reported)
+    labels_are_classes: bool = True
 
     def __init__(
         self,
@@ -60,57 +85,78 @@ class AnnotatedTask(Task):
         cache: Optional[Union[str, Path]] = None,
         audio_cache: Optional[Literal["int16", "float16"]] = "int16",
         balance: Optional[str] = None,
+        sampling: Optional[str] = None,
+        labels_per_batch: int = 2,
         **task_options,
     ):
         super().__init__(protocol, **task_options)
         self.cache = Path(cache) if cache is not None else default_cache_root()
         self.audio_cache = audio_cache
         self.balance = balance
+        self.sampling = self.sampling if sampling is None else sampling
+        if self.sampling not in SAMPLINGS:
+            raise ValueError(f"{type(self).__name__}: sampling must be one of {SAMPLINGS}, got {self.sampling!r}.")
+        self.labels_per_batch = int(labels_per_batch)
+        if self.sampling == "balanced" and self.batch_size % self.labels_per_batch:
+            raise ValueError(
+                f"{type(self).__name__}: batch_size {self.batch_size} is not a multiple of labels_per_batch {self.labels_per_batch}."
+            )
         self.metadata: Optional[ProtocolMetadata] = None
-        #: where an interrupted epoch stopped (see ``core.resume``); set from checkpoints
+        #: where an interrupted epoch stopped (see ``engine.resume``); set from checkpoints
         self.resume_state: Optional[dict] = None
 
-    # ---- what a subclass provides ------------------------------------------------------
+    # ---- the parts a task picks -----------------------------------------------------------
     def known_classes(self) -> Optional[list[str]]:
         """Class names declared by the user, or None to discover them from the training set."""
         return None
 
-    def label_index(self, classes: list[str]) -> Callable[[str], int]:
-        """Map a label to its class index (-1: not a class of the task, reported)."""
-        position = {name: i for i, name in enumerate(classes)}
-        return lambda label: position.get(label, -1)
+    def label_classes(self, labels: list[str], classes: list[str]) -> np.ndarray:
+        """(labels,) int64 class index of each annotation label, -1 for labels that are no class."""
+        position = {name: index for index, name in enumerate(classes)}
+        return np.array([position.get(label, -1) for label in labels], dtype=np.int64)
+
+    def target_builders(self) -> list[TargetBuilder]:
+        """The builders of the arrays of a batch besides "X": multi-hot "y" per frame or chunk."""
+        return [FrameClasses()] if self.specifications.resolution is Resolution.FRAME else [ChunkClasses()]
+
+    def file_attributes(self) -> tuple[str, ...]:
+        """Protocol keys this task needs stored per file (the balance key by default)."""
+        return () if self.balance is None else (self.balance,)
 
     def make_specifications(self, classes: list[str]) -> Specifications:
         """The task's problem and resolution, with its chunk duration, warm-up and classes."""
         return Specifications(
-            problem=self.problem,
-            resolution=self.resolution,
-            duration=self.duration,
-            min_duration=self.min_duration,
-            warm_up=self.warm_up,
-            classes=classes,
+            problem=self.problem, resolution=self.resolution, duration=self.duration,
+            min_duration=self.min_duration, warm_up=self.warm_up, classes=classes,
         )
-
-    def target_parameters(self) -> dict:
-        """Everything that changes the prepared metadata (part of its cache key)."""
-        return {
-            "task": type(self).__qualname__, "classes": self.known_classes(), "balance": self.balance,
-            "duration": self.duration, "metadata_format": METADATA_FORMAT,
-        }
 
     # ---- preparing metadata -------------------------------------------------------------
     @property
     def subsets(self) -> list[str]:
         return ["train", "development"] if self.has_validation else ["train"]
 
+    def preparation(self) -> Preparation:
+        """What this task's prepared metadata depends on besides the protocol (its cache key)."""
+        return Preparation(tuple(self.subsets), self.duration, tuple(self.file_attributes()))
+
+    def protocol_files(self) -> ProtocolFiles:
+        """The protocol's files, read at most once by this task (fingerprint and preparation share them)."""
+        if getattr(self, "_protocol_files", None) is None:
+            self._protocol_files = ProtocolFiles(self.protocol, iterate=iter_subset)
+        return self._protocol_files
+
     def metadata_folder(self) -> Path:
-        """Cache folder of this protocol's prepared metadata for this task's parameters.
+        """Cache folder of this protocol's prepared metadata for this task's preparation.
 
         Computed once per task (prepare_data and setup both need it): the fingerprint may
         read every file of the protocol (see ``protocols.fingerprint``).
         """
         if getattr(self, "_metadata_folder", None) is None:
-            key = protocol_fingerprint(self.protocol, self.subsets, self.target_parameters())
+            preparation = self.preparation()
+            key = protocol_fingerprint(
+                self.protocol, preparation.subsets, preparation.parameters(), files=self.protocol_files(),
+                stored=preparation.stored_keys(),
+            )
             self._metadata_folder = self.cache / "metadata" / key
         return self._metadata_folder
 
@@ -131,14 +177,46 @@ class AnnotatedTask(Task):
             changed = [uri for subset in metadata.subsets.values() for uri in subset.changed_audio()]
             if not changed:
                 self._audio_checked = True
+                self.report(metadata)
                 return metadata
             warnings.warn(
                 f"{type(self).__name__}: {len(changed)} audio file(s) changed since the metadata in {folder} "
                 f"was prepared ({', '.join(map(repr, changed[:3]))}{', ...' if len(changed) > 3 else ''}): preparing it again."
             )
-        self.build_metadata().save(folder, replace=True)
+            self._protocol_files = None  # read the protocol afresh
+        build_metadata(self.protocol_files(), self.preparation()).save(folder, replace=True)
+        self._protocol_files = None  # the prepared arrays replace the files read
         self._audio_checked = True
-        return ProtocolMetadata.load(folder)
+        metadata = ProtocolMetadata.load(folder)
+        self.report(metadata)
+        return metadata
+
+    def report(self, metadata: ProtocolMetadata) -> None:
+        """Warn once about what the task will leave out: unknown labels, files without annotated
+        region, files of label kinds it does not train on."""
+        if getattr(self, "_reported", False):
+            return
+        self._reported = True
+        if len(metadata.subsets["train"]) == 0:
+            raise ValueError(f"{type(self).__name__}: the protocol's train subset has no file.")
+        classes = self.classes_of(metadata)
+        unknown = [label for label, k in zip(metadata.labels, self.label_classes(metadata.labels, classes)) if k < 0]
+        counted = [label for label in unknown if metadata.segments_per_label.get(label, 0)]
+        if self.labels_are_classes and counted:
+            warnings.warn(
+                f"{type(self).__name__}: labels outside the task's classes {classes} are ignored: "
+                + ", ".join(f"{label!r} ({metadata.segments_per_label[label]} segments)" for label in counted)
+            )
+        for name, subset in metadata.subsets.items():
+            warn_unannotated(type(self).__name__, name, subset)
+            kinds = subset.attribute("label_kind")
+            left_out = ~np.isin(kinds, self.label_kinds)
+            if left_out.any():
+                warnings.warn(
+                    f"{type(self).__name__} trains on {'/'.join(self.label_kinds)} labels: {int(left_out.sum())} {name} "
+                    f"file(s) labelled otherwise are left out ({', '.join(sorted(set(kinds[left_out].tolist())))}), "
+                    f"e.g. {subset.uri[left_out][0]!r}."
+                )
 
     def prepare_audio(self, metadata: ProtocolMetadata) -> None:
         """Decode every file into the audio cache (once; files already there are skipped).
@@ -151,50 +229,33 @@ class AnnotatedTask(Task):
             self._reader(subset).prepare()
         self._audio_prepared = self.sample_rate  # a model at another rate needs its own decoding
 
-    def build_metadata(self) -> ProtocolMetadata:
-        classes = self.known_classes() or self.discover_classes()
-        subsets, unknown = {}, {}
-        for name in self.subsets:
-            subsets[name], counts = build_subset(
-                iter_subset(self.protocol, name), self.label_index(classes), max_segment_length=self.duration
-            )
-            for label, count in counts.items():
-                unknown[label] = unknown.get(label, 0) + count
-        if unknown:
-            warnings.warn(
-                f"{type(self).__name__}: labels outside the task's classes {classes} are ignored: "
-                + ", ".join(f"{label!r} ({count} segments)" for label, count in sorted(unknown.items()))
-            )
-        if len(subsets["train"]) == 0:
-            raise ValueError(f"{type(self).__name__}: the protocol's train subset has no file.")
-        for name, subset in subsets.items():
-            self.warn_unannotated(name, subset)
-        return ProtocolMetadata(classes, subsets)
-
-    def warn_unannotated(self, name: str, subset: SubsetMetadata) -> None:
-        """Name the files that have no annotated region: they are never used, and a uri
-        spelt differently in the file list and in the UEM looks exactly like this."""
-        empty = subset.uri[np.diff(subset.annotated_offsets) == 0]
-        if len(empty):
-            warnings.warn(
-                f"{type(self).__name__}: {len(empty)} {name} file(s) have no annotated region (UEM) "
-                f"and are left out: {', '.join(map(repr, empty[:5].tolist()))}{', ...' if len(empty) > 5 else ''}"
-            )
-
-    def discover_classes(self) -> list[str]:
-        labels = set()
-        for file in self.protocol.train():
-            labels.update(str(label) for label in file["annotation"].labels())
-        return sorted(labels)
+    def classes_of(self, metadata: ProtocolMetadata) -> list[str]:
+        """The declared classes, else the labels used in the training set (segments and tags), sorted."""
+        declared = self.known_classes()
+        if declared:
+            return list(declared)
+        train = metadata.subsets["train"]
+        used = {metadata.labels[int(k)] for k in np.unique(np.asarray(train.segment_label))}
+        used.update(tag for tags in train.attribute("tags").tolist() for tag in tags.split(",") if tag)
+        return sorted(used)
 
     def setup(self, stage: Optional[str] = None) -> None:
         if self.metadata is None:
             self.metadata = self.load_metadata()
         # prepare_data may have run before a model was attached (no sample rate then)
         self.prepare_audio(self.metadata)
-        self.specifications = self.make_specifications(self.metadata.classes)
+        classes = self.classes_of(self.metadata)
+        self.specifications = self.make_specifications(classes)
+        self._label_class = self.label_classes(self.metadata.labels, classes)
+        for name, subset in self.metadata.subsets.items():
+            for builder in self.target_builders():
+                builder.check(subset, classes, name)
         self.balance_groups()  # now, before dataloader workers start
         self._validation_chunks = self.validation_chunks() if self.has_validation else None
+
+    def usable_files(self, name: str) -> np.ndarray:
+        """(files,) bool: the files of subset ``name`` whose label kind the task learns from."""
+        return np.isin(self.metadata.subsets[name].attribute("label_kind"), self.label_kinds)
 
     # ---- reading -----------------------------------------------------------------------
     @property
@@ -219,138 +280,205 @@ class AnnotatedTask(Task):
     def __getstate__(self):
         state = dict(self.__dict__)
         state.pop("_readers", None)
+        state.pop("_protocol_files", None)
         return state
 
     # ---- targets -------------------------------------------------------------------
-    def output_frames(self) -> Frames:
+    def output_frames(self):
         return self.model.frames
 
-    def target(self, subset: SubsetMetadata, file: int, start: float, duration: float) -> np.ndarray:
-        """Target of a chunk: (frames, classes) for FRAME, (classes,) for CHUNK resolution."""
-        return self.targets(subset, np.array([file]), np.array([start]), duration)[0]
+    def _subset(self, subset: Union[str, SubsetMetadata]) -> SubsetMetadata:
+        return self.metadata.subsets[subset] if isinstance(subset, str) else subset
 
-    def targets(
-        self, subset: SubsetMetadata, files: np.ndarray, starts: np.ndarray, duration: float,
-        limits: Optional[np.ndarray] = None,
-    ) -> np.ndarray:
-        """Targets of chunks of one duration: (chunks, frames, classes) for FRAME, (chunks,
-        classes) for CHUNK resolution; one vectorised pass over all their segments.
+    def chunk_segments(
+        self, subset: Union[str, SubsetMetadata], files: np.ndarray, starts: np.ndarray, duration: float,
+        limits: Optional[np.ndarray] = None, labels: Optional[np.ndarray] = None,
+    ) -> ChunkSegments:
+        """The segments of chunks of one duration, found in one pass (see :class:`ChunkSegments`).
 
         A chunk longer than the annotated region it starts in sees no annotation past the
         region's end (``limits``, default :meth:`SubsetMetadata.region_ends`): there, its
         audio is silence (see :meth:`make_batch`).
         """
-        starts = np.asarray(starts, dtype=np.float64)
+        subset = self._subset(subset)
+        files, starts = np.asarray(files, dtype=np.int64), np.asarray(starts, dtype=np.float64)
         limits = subset.region_ends(files, starts) if limits is None else limits
         view_ends = np.minimum(starts + duration, limits)
         found = [subset.segments_in(int(f), float(s), float(e)) for f, s, e in zip(files, starts, view_ends)]
         chunk = np.repeat(np.arange(len(found)), [len(segment_starts) for segment_starts, _, _ in found])
-        segment_starts, segment_ends, classes = (np.concatenate(column) for column in zip(*found))
-        segment_ends = np.minimum(segment_ends, view_ends[chunk])
-        num_classes = len(self.metadata.classes)
-        if self.specifications.resolution is Resolution.CHUNK:
-            return chunk_targets_batch(chunk, segment_starts, segment_ends, classes, num_chunks=len(found), num_classes=num_classes)
-        # segment times relative to the start of their chunk
+        segment_starts, segment_ends, segment_labels = (np.concatenate(column) for column in zip(*found))
+        # times relative to the start of their chunk, cut at the chunk's (or region's) end
         offset = starts[chunk]
-        frames = self.output_frames()
-        return frame_targets_batch(
-            chunk, segment_starts - offset, segment_ends - offset, classes, frames=frames, num_chunks=len(found),
-            num_frames=frames.num_frames_for_duration(duration, self.sample_rate), num_classes=num_classes,
+        frame = self.specifications.resolution is Resolution.FRAME
+        frames = self.output_frames() if frame else None
+        return ChunkSegments(
+            subset=subset, files=files, starts=starts, duration=float(duration), chunk=chunk,
+            segment_start=segment_starts - offset, segment_end=np.minimum(segment_ends, view_ends[chunk]) - offset,
+            segment_label=segment_labels.astype(np.int64), label_class=self._label_class,
+            classes=self.specifications.classes or [], frames=frames,
+            num_frames=frames.num_frames_for_duration(duration, self.sample_rate) if frame else 0,
+            sampled_labels=labels,
         )
 
-    def sample(self, name: str, file: int, start: float, duration: float) -> dict:
-        """One chunk as a sample: "X" (1, samples), "y" (frames, classes) or (classes,)."""
-        batch = self.make_batch(name, np.array([file]), np.array([start]), duration)
-        return {key: value[0] for key, value in batch.items()}
+    def targets(
+        self, subset: Union[str, SubsetMetadata], files: np.ndarray, starts: np.ndarray, duration: float,
+        limits: Optional[np.ndarray] = None, labels: Optional[np.ndarray] = None,
+    ) -> dict[str, np.ndarray]:
+        """Target arrays of chunks of one duration, from the task's builders: "y" is
+        (chunks, frames, classes) for FRAME and (chunks, classes) for CHUNK multi-hot tasks."""
+        return build_targets(self.target_builders(), self.chunk_segments(subset, files, starts, duration, limits, labels))
 
-    def make_batch(self, name: str, files: np.ndarray, starts: np.ndarray, duration: float) -> dict:
-        """Chunks of one duration as a batch: "X" (chunks, 1, samples), "y" (chunks, ...).
+    def target(self, subset: Union[str, SubsetMetadata], file: int, start: float, duration: float):
+        """Targets of one chunk (a subclass may override it, then it is called chunk by chunk):
+        a dict of arrays, or one array (then the "y" key)."""
+        arrays = self.targets(subset, np.array([file]), np.array([start]), duration)
+        return {key: value[0] for key, value in arrays.items()}
+
+    def _overrides(self, name: str) -> bool:
+        return getattr(type(self), name) is not getattr(AnnotatedTask, name)
+
+    def batch_targets(self, name: str, files, starts, duration: float, limits, labels) -> dict[str, np.ndarray]:
+        """Targets of a batch: the builders', or a subclass's own ``target`` chunk by chunk."""
+        if not self._overrides("target"):
+            return self.targets(name, files, starts, duration, limits, labels)
+        per_chunk = [self.target(name, int(f), float(s), duration) for f, s in zip(files, starts)]
+        per_chunk = [value if isinstance(value, dict) else {"y": value} for value in per_chunk]
+        # stacked as returned, in their own dtype: nothing is cast
+        return {key: np.stack([np.asarray(value[key]) for value in per_chunk]) for key in per_chunk[0]}
+
+    def make_batch(self, name: str, files, starts, duration: float, labels: Optional[np.ndarray] = None) -> dict:
+        """Chunks of one duration as a batch: "X" (chunks, 1, samples) and the target arrays.
 
         Waveforms are decoded straight into the batch (no per-chunk array, no stacking).
         Past the end of the annotated region a chunk starts in, its audio is zeroed: what
         nobody annotated is not taught as "no event".
         """
+        if self._overrides("sample"):
+            return stack_samples([self.sample(name, int(f), float(s), duration) for f, s in zip(files, starts)])
         subset = self.metadata.subsets[name]
         files, starts = np.asarray(files, dtype=np.int64), np.asarray(starts, dtype=np.float64)
         limits = subset.region_ends(files, starts)
-        targets = self.targets(subset, files, starts, duration, limits)
-        num_samples = seconds_to_samples(duration, self.sample_rate)
-        X = new_batch_buffer((len(files), 1, num_samples), torch.float32)
-        y = new_batch_buffer(targets.shape, torch.uint8)
-        y.numpy()[...] = targets
-        waveforms, reader = X.numpy(), self.reader(name)
+        arrays = self.batch_targets(name, files, starts, duration, limits, labels)
+        X = new_batch_buffer((len(files), 1, seconds_to_samples(duration, self.sample_rate)))
+        reader = self.reader(name)
         for row, (file, start, limit) in enumerate(zip(files.tolist(), starts.tolist(), limits.tolist())):
-            reader.crop(file, start, duration, out=waveforms[row, 0])
+            reader.crop(file, start, duration, out=X[row, 0])
             if limit < start + duration:
-                waveforms[row, 0, max(0, seconds_to_samples(limit - start, self.sample_rate)) :] = 0.0
-        return {"X": X, "y": y}
+                X[row, 0, max(0, seconds_to_samples(limit - start, self.sample_rate)) :] = 0.0
+        return {"X": torch.from_numpy(X), **{key: torch.from_numpy(np.ascontiguousarray(value)) for key, value in arrays.items()}}
 
-    def collate_fn(self, samples):
-        """Batch samples: the rows of one ``make_batch`` are handed back as it, without a copy."""
-        return collate_rows(samples) or super().collate_fn(samples)
+    def sample(self, name: str, file: int, start: float, duration: float) -> dict:
+        """One chunk as a sample: "X" (1, samples) and its targets."""
+        batch = self.make_batch(name, np.array([file]), np.array([start]), duration)
+        return {key: value[0] for key, value in batch.items()}
 
     # ---- training samples ------------------------------------------------------------
-    def make_sampler(self, epoch: int = 0, rank: Optional[int] = None, worker: Optional[int] = None) -> ChunkSampler:
-        """The training chunk sampler of this seed, rank, worker and epoch."""
+    def make_sampler(self, epoch: int = 0, rank: Optional[int] = None, worker: Optional[int] = None) -> Sampler:
+        """The training sampler of this seed, rank, worker and epoch (see ``sampling``)."""
+        key = dict(
+            batch_size=self.batch_size, seed=global_seed(), epoch=epoch,
+            rank=distributed_rank() if rank is None else rank, worker=worker_identity()[0] if worker is None else worker,
+        )
+        if self.sampling == "clips":
+            return ClipSampler(np.asarray(self.metadata.subsets["train"].duration)[self.usable_files("train")], self.duration, **key)
+        if self.sampling == "balanced":
+            return self._balanced_sampler(key)
+        regions, region_file = self.training_regions()
+        return ChunkSampler(regions, region_file, self.duration, min_duration=self.min_duration,
+                            groups=self.balance_groups(), **key)
+
+    def training_regions(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(regions (n, 2), file of each)``: annotated regions of the usable training files."""
         train = self.metadata.subsets["train"]
         region_file = np.repeat(np.arange(len(train)), np.diff(train.annotated_offsets))
-        groups = self.balance_groups()
-        return ChunkSampler(
-            np.asarray(train.annotated), region_file, self.duration,
-            min_duration=self.min_duration, batch_size=self.batch_size, groups=groups, seed=global_seed(),
-            rank=distributed_rank() if rank is None else rank,
-            worker=worker_identity()[0] if worker is None else worker, epoch=epoch,
+        keep = self.usable_files("train")[region_file]
+        return np.asarray(train.annotated)[keep], region_file[keep]
+
+    def _balanced_sampler(self, key: dict) -> BalancedSampler:
+        train = self.metadata.subsets["train"]
+        file_of = np.repeat(np.arange(len(train)), np.diff(train.segment_offsets))
+        segment_class = self._label_class[np.asarray(train.segment_label)] if len(file_of) else file_of
+        keep = (segment_class >= 0) & self.usable_files("train")[file_of]
+        starts, ends = np.asarray(train.segment_start)[keep], np.asarray(train.segment_end)[keep]
+        # a chunk drawn for a segment stays inside the annotated region the segment is in
+        limits = train.region_ends(file_of[keep], starts)
+        bounds = np.stack([self._region_starts(train, file_of[keep], starts), limits], axis=1)
+        return BalancedSampler(
+            file_of[keep], starts, ends, segment_class[keep], bounds, self.duration,
+            labels_per_batch=self.labels_per_batch, chunks_per_label=self.batch_size // self.labels_per_batch,
+            **{k: v for k, v in key.items() if k != "batch_size"},
         )
 
+    @staticmethod
+    def _region_starts(subset: SubsetMetadata, files: np.ndarray, times: np.ndarray) -> np.ndarray:
+        """Start of the annotated region containing each time of each file."""
+        annotated = np.asarray(subset.annotated)
+        found = np.zeros(len(files))
+        for row, (file, time) in enumerate(zip(files.tolist(), times.tolist())):
+            regions = annotated[subset.annotated_offsets[file] : subset.annotated_offsets[file + 1]]
+            inside = regions[(regions[:, 0] <= time) & (time < regions[:, 1])]
+            found[row] = inside[0, 0] if len(inside) else time
+        return found
+
     def balance_groups(self) -> Optional[np.ndarray]:
-        """The ``balance`` key's value for each training file, read from the protocol once
-        (in the main process: workers and later epochs inherit it)."""
+        """The ``balance`` attribute of each usable training file (read once, at preparation)."""
         if self.balance is None:
             return None
-        if getattr(self, "_balance_groups", None) is None:
-            values = {str(file["uri"]): str(file[self.balance]) for file in self.protocol.train()}
-            self._balance_groups = np.array([values[str(uri)] for uri in self.metadata.subsets["train"].uri])
-        return self._balance_groups
+        return self.metadata.subsets["train"].attribute(self.balance)[self.usable_files("train")]
 
-    def train__iter__(self):
+    def train_batches(self):
+        """Endless training batches of this worker's stream (resumed where a saved run stopped)."""
         epoch = 0 if self.model is None else self.model.current_epoch
         worker, num_workers = worker_identity()
-        # resume mid-epoch exactly where a saved run stopped (this worker's own stream from
-        # its start when it did not)
         stream, position = resumed_stream(
             self.resume_state, epoch=epoch, worker=worker, num_workers=num_workers, batch_size=self.batch_size
         )
         sampler = self.make_sampler(epoch, worker=stream)
         sampler.position = position
-        if type(self).sample is not AnnotatedTask.sample or type(self).target is not AnnotatedTask.target:
-            for chunk in sampler:  # a subclass's own samples, one by one
-                yield self.sample("train", chunk.file, chunk.start, chunk.duration)
-            return
         while True:
             # up to the end of the batch the sampler is in: its chunks share one duration
-            files, starts, durations = sampler.take(self.batch_size - sampler.position % self.batch_size)
-            batch = self.make_batch("train", files, starts, float(durations[0]))
-            for row in range(len(files)):
+            chunks: Chunks = sampler.take(self.batch_size - sampler.position % self.batch_size)
+            yield self.make_batch("train", chunks.files, chunks.starts, float(chunks.durations[0]), chunks.labels)
+
+    def train__iter__(self):
+        """Training samples one at a time (the rows of :meth:`train_batches`)."""
+        for batch in self.train_batches():
+            for row in range(len(batch["X"])):
                 yield {key: value[row] for key, value in batch.items()}
 
     def train_dataloader(self) -> ResumableDataLoader:
-        """Training batches; their position in the epoch is saved in Lightning checkpoints."""
-        return self._dataloader(TrainDataset(self), loader=ResumableDataLoader, task=self, drop_last=True)
+        """Whole training batches (built by the task, not re-collated); their position in the
+        epoch is saved in Lightning checkpoints."""
+        return self._batch_loader(TrainBatches(self), loader=ResumableDataLoader, task=self)
+
+    def _batch_loader(self, dataset, loader: type = DataLoader, **kwargs) -> DataLoader:
+        return loader(
+            dataset, batch_size=None, num_workers=self.num_workers, pin_memory=self.pin_memory,
+            multiprocessing_context="fork" if self.num_workers > 0 and os.name == "posix" else None, **kwargs,
+        )
 
     def train__len__(self) -> int:
-        train = self.metadata.subsets["train"]
-        return self.default_train_len(float(np.sum(train.annotated[:, 1] - train.annotated[:, 0])))
+        if self.sampling == "clips":
+            return max(self.batch_size, int(self.usable_files("train").sum()))
+        regions, _ = self.training_regions()
+        return self.default_train_len(float(np.sum(regions[:, 1] - regions[:, 0])))
 
     # ---- validation samples ------------------------------------------------------------
     def validation_chunks(self) -> np.ndarray:
-        """(chunks, 2) [file, start]: consecutive ``duration`` chunks over every annotated region."""
+        """(chunks, 2) [file, start]: consecutive ``duration`` chunks over every annotated
+        region of the usable development files."""
         development = self.metadata.subsets["development"]
+        usable = self.usable_files("development")
         rows = []
-        for file in range(len(development)):
+        for file in np.flatnonzero(usable).tolist():
             for start, end in development.regions_of(file):
                 count = max(1, int((end - start) // self.duration))
                 rows.extend((file, start + k * self.duration) for k in range(count))
         return np.array(rows, dtype=np.float64).reshape(-1, 2)
+
+    def val_dataloader(self) -> DataLoader:
+        """Validation batches built whole, in a fixed order."""
+        return self._batch_loader(ValidationBatches(self, self._validation_chunks))
 
     def val__getitem__(self, index: int) -> dict:
         file, start = self._validation_chunks[index]

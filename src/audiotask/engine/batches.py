@@ -1,68 +1,63 @@
-"""Training batches assembled in place: one buffer per batch, whose rows are the samples.
+"""Whole batches as dataset items: the sampler hands over a batch's chunks, the task builds
+the batch in one go, and the DataLoader (``batch_size=None``) hands it on as it is.
 
-Stacking samples costs a copy of every waveform, and a dataloader worker then copies the
-batch once more into shared memory to hand it to the main process: two copies of ~10 MB
-per batch of 32 five-second chunks, as much as decoding them. Instead, a task writes each
-chunk straight into its row of a batch buffer (allocated in shared memory inside a worker)
-and yields the rows as samples; :func:`stacked_rows` recognises a full, ordered set of rows
-of one buffer and returns the buffer itself. Anything else is stacked as before.
+Building sample by sample and stacking costs a copy of every waveform, plus a Python call
+per chunk; a batch built at once writes each chunk straight into its row of one buffer and
+computes its targets in a few vectorised calls.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
+from torch.utils.data import Dataset, IterableDataset
+
+from audiotask.core.datasets import collate_samples
 
 
-def new_batch_buffer(shape: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
-    """Uninitialised tensor of ``shape``; in shared memory inside a dataloader worker.
+def new_batch_buffer(shape: Sequence[int], dtype=np.float32) -> np.ndarray:
+    """Uninitialised array of ``shape`` for a batch to be written into.
 
-    A worker's batch then reaches the main process as a file descriptor, not a copy.
+    numpy's allocation reuses freed heap memory; ``torch.empty`` of ~10 MB maps fresh pages
+    every time, and faulting them in costs more than decoding the batch.
     """
-    shape = tuple(int(size) for size in shape)
-    if torch.utils.data.get_worker_info() is None:
-        # numpy's allocation reuses freed heap memory; torch.empty of ~10 MB maps fresh pages
-        # every time, and faulting them in costs more than decoding the batch
-        return torch.from_numpy(np.empty(shape, dtype=torch.empty(0, dtype=dtype).numpy().dtype))
-    storage = torch.UntypedStorage._new_shared(math.prod(shape) * dtype.itemsize)
-    return torch.empty(0, dtype=dtype).set_(storage, 0, shape)
+    return np.empty(tuple(int(size) for size in shape), dtype=dtype)
 
 
-def stacked_rows(tensors: Sequence[torch.Tensor]) -> Optional[torch.Tensor]:
-    """``torch.stack(tensors)`` without a copy when the tensors are, in order, all the rows
-    of one contiguous buffer (as :func:`new_batch_buffer` rows are yielded); else None."""
-    first = tensors[0]
-    if not isinstance(first, torch.Tensor) or not first.is_contiguous():
-        return None
-    storage, size = first.untyped_storage(), first.numel()
-    if storage.nbytes() != len(tensors) * size * first.element_size():
-        return None
-    address = storage.data_ptr()
-    for index, tensor in enumerate(tensors):
-        if not (
-            isinstance(tensor, torch.Tensor)
-            and tensor.untyped_storage().data_ptr() == address
-            and tensor.storage_offset() == index * size
-            and tensor.dtype == first.dtype
-            and tensor.shape == first.shape
-            and tensor.is_contiguous()
-        ):
-            return None
-    return first.new_empty(0).set_(storage, 0, (len(tensors), *first.shape))
+def stack_samples(samples: list[dict]) -> dict[str, torch.Tensor]:
+    """A batch from samples built one by one (a task's own ``sample`` hook)."""
+    return collate_samples(samples)
 
 
-def collate_rows(samples: Sequence[dict]) -> Optional[dict[str, torch.Tensor]]:
-    """The batch of ``samples`` (dicts of tensors) when every key is a full set of rows of
-    one buffer, without a copy; else None (the caller stacks)."""
-    batch = {}
-    for key in samples[0]:
-        if any(key not in sample for sample in samples):
-            return None
-        stacked = stacked_rows([sample[key] for sample in samples])
-        if stacked is None:
-            return None
-        batch[key] = stacked
-    return batch
+class TrainBatches(IterableDataset):
+    """Endless training batches from ``task.train_batches()``; an epoch is
+    ``task.train__len__() // task.batch_size`` batches."""
+
+    def __init__(self, task):
+        self.task = task
+
+    def __iter__(self):
+        return self.task.train_batches()
+
+    def __len__(self) -> int:
+        return self.task.train__len__() // self.task.batch_size
+
+
+class ValidationBatches(Dataset):
+    """Fixed validation batches: item ``i`` is rows ``[i * batch_size, (i + 1) * batch_size)``
+    of ``chunks`` ((chunks, 2) [file, start] of the development subset), built at once."""
+
+    def __init__(self, task, chunks: np.ndarray):
+        self.task, self.chunks = task, np.asarray(chunks).reshape(-1, 2)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        rows = self.chunks[index * self.task.batch_size : (index + 1) * self.task.batch_size]
+        if not len(rows):
+            raise IndexError(index)
+        return self.task.make_batch("development", rows[:, 0].astype(np.int64), rows[:, 1], self.task.duration)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.chunks) / self.task.batch_size)

@@ -4,6 +4,11 @@ Iterating a pyannote.database protocol and its ``Annotation`` objects is slow an
 memory in every dataloader worker. A task does it once (on rank 0), stores the result as
 ``.npy`` arrays in a cache folder, and every worker and rank maps the same pages.
 
+Segments keep their label as annotated (a speaker or source name: the track), an index into
+the metadata's label vocabulary; which output class a label counts for is the task's business
+(speakers are labels, "overlap" is a class), so the same prepared metadata serves every task.
+Each file also has a row of string attributes (database, label kind, weak tags, fold...).
+
 Per subset, files are indexed ``0..n-1``; their annotated regions and annotation segments
 are stored flat, sorted by file then start, with ``*_offsets`` (n+1,) giving each file's
 slice. Segments longer than a bound (the task's chunk duration) are stored as consecutive
@@ -16,21 +21,16 @@ found, even when a file-long segment overlaps everything.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import socket
-from collections import Counter
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 
-logger = logging.getLogger(__name__)
-
 #: version of the arrays' layout, part of the cache key: a cache of another layout is never read
-METADATA_FORMAT = 3
+METADATA_FORMAT = 4
 
 
 def writer_tag() -> str:
@@ -59,12 +59,20 @@ class SubsetMetadata:
     segment_offsets: np.ndarray  # (files + 1,) int64
     segment_start: np.ndarray  # (segments,) float64, sorted within each file
     segment_end: np.ndarray  # (segments,) float64
-    segment_class: np.ndarray  # (segments,) int16, index into the task's classes
+    segment_label: np.ndarray  # (segments,) int32, index into ProtocolMetadata.labels (the track)
     max_segment_length: np.ndarray  # () float64, longest segment (piece) of the subset
     audio_stamp: np.ndarray  # (files, 2) int64, size and mtime (ns) of each audio file
+    #: per-file attribute table: name -> (files,) str array ("" where a file has no value)
+    attributes: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.duration)
+
+    def attribute(self, name: str) -> np.ndarray:
+        """(files,) str values of attribute ``name``; KeyError naming the prepared ones."""
+        if name not in self.attributes:
+            raise KeyError(f"no file attribute {name!r} was prepared (prepared: {sorted(self.attributes)}).")
+        return self.attributes[name]
 
     def changed_audio(self) -> list[str]:
         """Uris of the files whose audio changed (size or modification time) since preparation:
@@ -80,20 +88,20 @@ class SubsetMetadata:
         # plain ndarray views for lookups: slicing an np.memmap costs Python calls per slice
         # (the arrays are never reassigned after construction, so the views stay current)
         self._lookup = tuple(
-            np.asarray(array) for array in (self.segment_offsets, self.segment_start, self.segment_end, self.segment_class)
+            np.asarray(array) for array in (self.segment_offsets, self.segment_start, self.segment_end, self.segment_label)
         )
         self._longest = float(self.max_segment_length)
 
     def segments_in(self, file_index: int, start: float, end: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(starts, ends, classes)`` of the segments of a file that overlap ``[start, end)``."""
-        offsets, starts, ends, classes = self._lookup
+        """``(starts, ends, labels)`` of the segments of a file that overlap ``[start, end)``."""
+        offsets, starts, ends, labels = self._lookup
         first, last = int(offsets[file_index]), int(offsets[file_index + 1])
         # segments starting before `end`: a prefix of the file's (start-sorted) segments
         stop = first + int(starts[first:last].searchsorted(end, side="left"))
         # no segment is longer than the longest: those ending after `start` start after this
         begin = first + int(starts[first:stop].searchsorted(start - self._longest, side="right"))
         keep = ends[begin:stop] > start
-        return starts[begin:stop][keep], ends[begin:stop][keep], classes[begin:stop][keep]
+        return starts[begin:stop][keep], ends[begin:stop][keep], labels[begin:stop][keep]
 
     def region_ends(self, files: np.ndarray, starts: np.ndarray) -> np.ndarray:
         """End of the annotated region in which each chunk ``(files[i], starts[i])`` starts.
@@ -121,22 +129,30 @@ class SubsetMetadata:
         return self._keys
 
     def save(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        for field in fields(self):
-            np.save(folder / f"{field.name}.npy", getattr(self, field.name), allow_pickle=False)
+        (folder / "attributes").mkdir(parents=True, exist_ok=True)
+        for array in fields(self):
+            if array.name != "attributes":
+                np.save(folder / f"{array.name}.npy", getattr(self, array.name), allow_pickle=False)
+        for name, values in self.attributes.items():
+            np.save(folder / "attributes" / f"{name}.npy", np.asarray(values, dtype=str), allow_pickle=False)
 
     @classmethod
     def load(cls, folder: Path, mmap: bool = True) -> "SubsetMetadata":
         mode = "r" if mmap else None
-        return cls(**{f.name: np.load(folder / f"{f.name}.npy", mmap_mode=mode) for f in fields(cls)})
+        arrays = {f.name: np.load(folder / f"{f.name}.npy", mmap_mode=mode) for f in fields(cls) if f.name != "attributes"}
+        # attributes are small and read as whole columns: plain arrays
+        attributes = {path.stem: np.load(path) for path in sorted((folder / "attributes").glob("*.npy"))}
+        return cls(**arrays, attributes=attributes)
 
 
 @dataclass
 class ProtocolMetadata:
-    """Prepared metadata of the subsets a task uses, with the class names of its targets."""
+    """Prepared metadata of a protocol's subsets, with the vocabulary of their labels."""
 
-    classes: list[str]
+    labels: list[str]
     subsets: dict[str, SubsetMetadata]
+    #: annotated segments of each label over all subsets, as annotated (before any cut)
+    segments_per_label: dict[str, int] = field(default_factory=dict)
 
     def save(self, folder: str | Path, *, replace: bool = False) -> None:
         """Write the arrays into ``folder`` atomically: a reader sees all of them or none.
@@ -149,7 +165,7 @@ class ProtocolMetadata:
         shutil.rmtree(partial, ignore_errors=True)
         for name, subset in self.subsets.items():
             subset.save(partial / name)
-        (partial / "metadata.json").write_text(json.dumps({"classes": self.classes, "subsets": list(self.subsets)}))
+        (partial / "metadata.json").write_text(json.dumps({"labels": self.labels, "subsets": list(self.subsets), "segments_per_label": self.segments_per_label}))
         if replace and folder.exists():
             stale = folder.parent / f"{folder.name}.{writer_tag()}.stale"
             os.replace(folder, stale)
@@ -165,33 +181,16 @@ class ProtocolMetadata:
     def load(cls, folder: str | Path, mmap: bool = True) -> "ProtocolMetadata":
         folder = Path(folder)
         info = json.loads((folder / "metadata.json").read_text())
-        return cls(info["classes"], {name: SubsetMetadata.load(folder / name, mmap) for name in info["subsets"]})
+        subsets = {name: SubsetMetadata.load(folder / name, mmap) for name in info["subsets"]}
+        return cls(info["labels"], subsets, info["segments_per_label"])
 
     @staticmethod
     def exists(folder: str | Path) -> bool:
         return (Path(folder) / "metadata.json").is_file()
 
 
-def _segments_of(file) -> Iterable[tuple[float, float, str]]:
-    annotation = file["annotation"]
-    for segment, _, label in annotation.itertracks(yield_label=True):
-        yield segment.start, segment.end, str(label)
-
-
-def _clip_to_duration(rows: Iterable[tuple[float, float, str]], duration: float) -> list:
-    """Clip segments to the file's end (``protocols.files`` has already reported overruns)."""
-    return [(start, min(end, duration), label) for start, end, label in rows if start < min(end, duration)]
-
-
-def _flatten(per_file: list[np.ndarray], width: int, dtype) -> tuple[np.ndarray, np.ndarray]:
-    offsets = np.zeros(len(per_file) + 1, dtype=np.int64)
-    offsets[1:] = np.cumsum([len(rows) for rows in per_file])
-    flat = np.concatenate(per_file) if per_file and offsets[-1] else np.zeros((0, width), dtype=dtype)
-    return flat.astype(dtype).reshape(-1, width), offsets
-
-
 def split_segments(
-    starts: np.ndarray, ends: np.ndarray, classes: np.ndarray, offsets: np.ndarray, max_length: float
+    starts: np.ndarray, ends: np.ndarray, labels: np.ndarray, offsets: np.ndarray, max_length: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Segments cut into consecutive pieces of at most ``max_length`` seconds (vectorised).
 
@@ -211,57 +210,6 @@ def split_segments(
     order = np.lexsort((piece_ends, piece_starts, file_of))
     new_offsets = np.zeros_like(offsets)
     new_offsets[1:] = np.cumsum(np.bincount(file_of, minlength=len(offsets) - 1))
-    return piece_starts[order], piece_ends[order], classes[owner][order], new_offsets
+    return piece_starts[order], piece_ends[order], labels[owner][order], new_offsets
 
 
-def build_subset(
-    files: Iterable, label_index: Callable[[str], int], *, max_segment_length: float
-) -> tuple[SubsetMetadata, Counter]:
-    """Prepare one subset. ``label_index(label)`` gives a class index, or -1 for an unknown label.
-
-    Segments longer than ``max_segment_length`` seconds are stored as pieces (see the module
-    docstring). Returns the metadata and a count of unknown labels (by label), which callers
-    report.
-    """
-    uris, audios, durations, regions, segments = [], [], [], [], []
-    unknown: Counter = Counter()
-    unknown_files: dict[str, str] = {}
-    for file in files:
-        uri, duration = str(file["uri"]), float(file["duration"])
-        uris.append(uri)
-        audios.append(str(file["audio"]))
-        durations.append(duration)
-        # support(): overlapping or touching UEM regions are one region to draw chunks from
-        annotated = file["annotated"].support()
-        regions.append(np.array([[s.start, min(s.end, duration)] for s in annotated if s.start < duration]).reshape(-1, 2))
-        rows = []
-        for start, end, label in _clip_to_duration(_segments_of(file), duration):
-            index = label_index(label)
-            if index < 0:
-                unknown[label] += 1
-                unknown_files.setdefault(label, uri)
-                continue
-            rows.append((start, end, index))
-        rows.sort()
-        segments.append(np.array(rows, dtype=np.float64).reshape(-1, 3))
-    annotated, annotated_offsets = _flatten(regions, 2, np.float64)
-    flat, segment_offsets = _flatten(segments, 3, np.float64)
-    starts, ends, classes, segment_offsets = split_segments(
-        flat[:, 0], flat[:, 1], flat[:, 2].astype(np.int16), segment_offsets, max_segment_length
-    )
-    metadata = SubsetMetadata(
-        uri=np.array(uris, dtype=str),
-        audio=np.array(audios, dtype=str),
-        duration=np.array(durations, dtype=np.float64),
-        annotated_offsets=annotated_offsets,
-        annotated=annotated,
-        segment_offsets=segment_offsets,
-        segment_start=np.ascontiguousarray(starts),
-        segment_end=np.ascontiguousarray(ends),
-        segment_class=classes,
-        max_segment_length=np.array(float(np.max(ends - starts, initial=0.0))),
-        audio_stamp=np.array([audio_stamp(path) for path in audios], dtype=np.int64).reshape(-1, 2),
-    )
-    for label, count in unknown.items():
-        logger.warning("label %r (%d segments, e.g. in %r) is not one of the task's classes", label, count, unknown_files[label])
-    return metadata, unknown

@@ -18,7 +18,7 @@ import torch
 
 from audiotask.core.audio import Audio, AudioError
 from audiotask.core.frames import seconds_to_samples
-from audiotask.core.metadata import writer_tag
+from audiotask.engine.metadata import writer_tag
 
 CACHE_DTYPES = {"int16": np.int16, "float16": np.float16}
 #: full scale of int16 PCM, as libsndfile reads it (x / 32768): 16-bit sources round-trip exactly

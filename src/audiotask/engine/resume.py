@@ -62,7 +62,8 @@ class ResumableDataLoader(DataLoader):
             "epoch": 0 if model is None else int(model.current_epoch),
             "batches": self.consumed_batches(),
             "num_workers": int(self.num_workers),
-            "batch_size": int(self.batch_size),
+            # the task's: the loader hands over whole batches (its own batch_size is None)
+            "batch_size": int(self.task.batch_size),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

@@ -1,9 +1,10 @@
-"""Target builders: annotation segments of chunks -> label arrays.
+"""Target arrays from annotation segments: pure functions over a batch of chunks.
 
-Pure functions over arrays; segment times are in seconds relative to their chunk's start.
-The batch builders take the segments of many chunks at once (``chunk`` says which chunk
-each segment belongs to), so a training batch costs a few vectorised calls, not a Python
-loop per chunk; the single-chunk builders are their one-chunk case.
+Segment times are in seconds relative to their chunk's start. The batch functions take
+the segments of many chunks at once (``chunk`` says which chunk each segment belongs to),
+so a training batch costs a few vectorised calls, not a Python loop per chunk; the
+single-chunk functions are their one-chunk case. The builders that tasks pick
+(``engine.builders``) are thin wrappers around these.
 """
 
 from __future__ import annotations
@@ -76,3 +77,27 @@ def chunk_targets(starts: np.ndarray, ends: np.ndarray, classes: np.ndarray, *, 
     """(num_classes,) {0, 1} uint8 array: 1 for every class with a segment overlapping the chunk."""
     chunk = np.zeros(len(starts), dtype=np.int64)
     return chunk_targets_batch(chunk, starts, ends, classes, num_chunks=1, num_classes=num_classes)[0]
+
+
+def track_counts_batch(
+    chunk: np.ndarray, starts: np.ndarray, ends: np.ndarray, tracks: np.ndarray, *, frames: Frames, num_chunks: int,
+    num_frames: int,
+) -> np.ndarray:
+    """(num_chunks, num_frames) int64 number of DISTINCT tracks active in each frame.
+
+    A track (a speaker, a source) counts once in a frame however many of its segments
+    cover it: two overlapping turns of one speaker are not overlapped speech. Arguments as
+    in :func:`frame_targets_batch`, with ``tracks`` (segments,) in place of classes.
+    """
+    chunk, tracks = np.asarray(chunk, dtype=np.int64), np.asarray(tracks, dtype=np.int64)
+    # number the (chunk, track) pairs of the batch: each pair is one column of activity
+    pairs, column = np.unique(chunk * (int(tracks.max(initial=0)) + 1) + tracks, return_inverse=True)
+    active = frame_targets_batch(
+        np.zeros(len(column), dtype=np.int64), starts, ends, column, frames=frames, num_chunks=1,
+        num_frames=num_frames, num_classes=len(pairs),
+    )[0]
+    owner = pairs // (int(tracks.max(initial=0)) + 1)
+    counts = np.zeros((num_chunks, num_frames), dtype=np.int64)
+    if len(pairs):
+        np.add.at(counts, owner, active.T.astype(np.int64))
+    return counts

@@ -18,7 +18,7 @@ import json
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 def _named_files(config: Any, root: Path) -> Iterator[Path]:
     """Every string in a yml config that names an existing file (templates are skipped)."""
@@ -92,6 +92,8 @@ def _describe(value: Any) -> Any:
         return [[segment.start, segment.end] for segment in value]
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
+    if isinstance(value, (tuple, list)):  # weak labels, lists of classes
+        return [str(item) for item in value]
     return None if value is None else str(value)
 
 
@@ -100,44 +102,43 @@ def _file_row(file, keys: Sequence[str]) -> list:
     return [str(file["uri"]), *(_describe(file.get(key)) for key in keys)]
 
 
-#: what prepared metadata stores of a file, besides its uri
-STORED = ("audio", "duration", "annotated", "annotation")
+#: what prepared metadata stores of a file, besides its uri (the default of ``stored``)
+STORED = ("audio", "duration", "annotated", "annotation", "database")
 
 
-def _rows(protocol, subsets: Sequence[str], keys: Sequence[str]) -> list:
+def _rows(files: Callable[[str], list], subsets: Sequence[str], keys: Sequence[str]) -> list:
     rows = []
     # the files are read again when metadata is built; report their problems there, once
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for subset in subsets:
-            rows.extend([subset, *_file_row(file, keys)] for file in getattr(protocol, subset)())
+            rows.extend([subset, *_file_row(file, keys)] for file in files(subset))
     return rows
 
 
-def content_fingerprint(protocol, subsets: Sequence[str]) -> list:
-    """Everything prepared metadata stores, per file of ``subsets`` (slow: iterates the protocol).
+def protocol_fingerprint(
+    protocol, subsets: Sequence[str], parameters: dict, *, files: Optional[Callable[[str], list]] = None,
+    stored: Sequence[str] = STORED,
+) -> str:
+    """Hex digest keyed on the protocol and the ``parameters`` of its preparation.
 
-    Uri, audio, duration, annotated regions (UEM) and labelled annotation segments:
-    duration and annotated are always in, since a user's preprocessor or UEM may change them
-    while everything else stays the same.
+    A registry protocol costs ``stat`` calls, plus, for each preprocessor of a ``stored``
+    entry whose output does not follow from its files (see ``_determined_by_files``: a
+    callable's behaviour cannot be hashed), that entry read from every file (about 1 s per
+    100,000 files for a duration). Any other protocol is hashed by content: every ``stored``
+    entry of every file. Entries that preparation does not store change nothing and are
+    not read. ``files(subset)`` gives a subset's files (default: iterating the protocol; a
+    task passes the files it keeps, so that preparing reads the protocol once).
     """
-    return _rows(protocol, subsets, STORED)
-
-
-def protocol_fingerprint(protocol, subsets, parameters: dict) -> str:
-    """Hex digest keyed on the protocol and the task ``parameters`` that change targets.
-
-    A registry protocol costs ``stat`` calls, plus, for each preprocessor whose output does
-    not follow from its files (see ``_determined_by_files``: a callable's behaviour cannot
-    be hashed), one pass reading that entry of every file (about 1 s per 100,000 files for a
-    duration; annotations cost more). Any other protocol is hashed by content.
-    """
+    files = files or (lambda subset: getattr(protocol, subset)())
     name = getattr(protocol, "name", type(protocol).__qualname__)
     preprocessors = protocol.preprocessors
     if _from_registry(protocol):
-        unknown = sorted(key for key, preprocessor in preprocessors.items() if not _determined_by_files(preprocessor))
-        source = ["registry", registry_fingerprint(), unknown, _rows(protocol, subsets, unknown) if unknown else []]
+        unknown = sorted(
+            key for key, preprocessor in preprocessors.items() if key in stored and not _determined_by_files(preprocessor)
+        )
+        source = ["registry", registry_fingerprint(), unknown, _rows(files, subsets, unknown) if unknown else []]
     else:
-        source = ["content", content_fingerprint(protocol, subsets)]
+        source = ["content", _rows(files, subsets, sorted(stored))]
     key = json.dumps([name, sorted(preprocessors), list(subsets), parameters, source], sort_keys=True, default=str)
     return hashlib.sha1(key.encode()).hexdigest()[:16]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-from audiotask.core.annotated_task import AnnotatedTask
+from audiotask.engine.annotated_task import AnnotatedTask
 from audiotask.core.specifications import Problem, Resolution
 
 #: The ten classes of DCASE's domestic sound event detection task (DESED).
@@ -28,7 +28,7 @@ class SoundEventDetection(AnnotatedTask):
         CHUNK (one decision per chunk, weak labels suffice; the default, as in the
         tutorial) or FRAME (one per frame, needs strong labels).
     **kwargs
-        See :class:`~audiotask.core.annotated_task.AnnotatedTask`.
+        See :class:`~audiotask.engine.annotated_task.AnnotatedTask`.
     """
 
     problem = Problem.MULTI_LABEL_CLASSIFICATION
@@ -47,6 +47,3 @@ class SoundEventDetection(AnnotatedTask):
 
     def known_classes(self) -> Optional[list[str]]:
         return self.classes
-
-    def target_parameters(self) -> dict:
-        return {**super().target_parameters(), "resolution": self.resolution.value}

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Callable
+import numpy as np
 
-from audiotask.core.annotated_task import AnnotatedTask
+from audiotask.engine.annotated_task import AnnotatedTask
 from audiotask.core.specifications import Problem, Resolution
 
 
@@ -12,7 +12,7 @@ class VoiceActivityDetection(AnnotatedTask):
     """Binary FRAME-resolution task: a frame is "speech" when any annotated label is active.
 
     Every label of the protocol's annotations (e.g. speaker names in RTTM) counts as speech.
-    Parameters are those of :class:`~audiotask.core.annotated_task.AnnotatedTask`.
+    Parameters are those of :class:`~audiotask.engine.annotated_task.AnnotatedTask`.
     """
 
     CLASSES = ["speech"]
@@ -22,5 +22,5 @@ class VoiceActivityDetection(AnnotatedTask):
     def known_classes(self) -> list[str]:
         return list(self.CLASSES)
 
-    def label_index(self, classes: list[str]) -> Callable[[str], int]:
-        return lambda label: 0
+    def label_classes(self, labels: list[str], classes: list[str]) -> np.ndarray:
+        return np.zeros(len(labels), dtype=np.int64)
