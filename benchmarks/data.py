@@ -101,7 +101,7 @@ def naive_dataset(task, num_chunks: int) -> NaiveFileChunks:
     train = task.metadata.subsets["train"]
     starts, ends, offsets = train.segment_start, train.segment_end, train.segment_offsets
     annotations = [list(zip(starts[a:b].tolist(), ends[a:b].tolist())) for a, b in zip(offsets[:-1], offsets[1:])]
-    files, chunk_starts, _ = task.make_sampler(epoch=0, rank=0, worker=0).take(num_chunks)
+    files, chunk_starts = task.make_sampler(epoch=0, rank=0, worker=0).take(num_chunks)[:2]
     return NaiveFileChunks([str(path) for path in train.audio], annotations, files, chunk_starts, task.output_frames(), task.sample_rate)
 
 

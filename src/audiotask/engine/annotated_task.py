@@ -215,7 +215,7 @@ class AnnotatedTask(Task):
                 warnings.warn(
                     f"{type(self).__name__} trains on {'/'.join(self.label_kinds)} labels: {int(left_out.sum())} {name} "
                     f"file(s) labelled otherwise are left out ({', '.join(sorted(set(kinds[left_out].tolist())))}), "
-                    f"e.g. {subset.uri[left_out][0]!r}."
+                    f"e.g. {str(subset.uri[left_out][0])!r}."
                 )
 
     def prepare_audio(self, metadata: ProtocolMetadata) -> None:
@@ -380,7 +380,10 @@ class AnnotatedTask(Task):
             rank=distributed_rank() if rank is None else rank, worker=worker_identity()[0] if worker is None else worker,
         )
         if self.sampling == "clips":
-            return ClipSampler(np.asarray(self.metadata.subsets["train"].duration)[self.usable_files("train")], self.duration, **key)
+            usable = self.usable_files("train")
+            # the sampler draws among the usable files: it must give their indices in the subset
+            return ClipSampler(np.asarray(self.metadata.subsets["train"].duration)[usable], self.duration,
+                               file_ids=np.flatnonzero(usable), **key)
         if self.sampling == "balanced":
             return self._balanced_sampler(key)
         regions, region_file = self.training_regions()

@@ -237,6 +237,9 @@ class ClipSampler(Sampler):
         Chunk duration, in seconds.
     batch_size : int
         Chunks per batch: blocks hold whole batches, so a batch is sliced from one block.
+    file_ids : (files,) int array, optional
+        File index given for each of ``file_durations`` (default: its position), e.g. the
+        indices, in their subset, of the files a task can use.
     seed, rank, worker, epoch : int
         What makes this stream distinct.
     """
@@ -247,6 +250,7 @@ class ClipSampler(Sampler):
         duration: float,
         *,
         batch_size: int = 1,
+        file_ids: Optional[np.ndarray] = None,
         seed: int = 0,
         rank: int = 0,
         worker: int = 0,
@@ -256,6 +260,10 @@ class ClipSampler(Sampler):
         self.file_durations = np.asarray(file_durations, dtype=np.float64).reshape(-1)
         if len(self.file_durations) == 0:
             raise ValueError("ClipSampler: there are no files to draw from.")
+        positions = np.arange(len(self.file_durations))
+        self.file_ids = positions if file_ids is None else np.asarray(file_ids, dtype=np.int64).reshape(-1)
+        if len(self.file_ids) != len(self.file_durations):
+            raise ValueError(f"ClipSampler: {len(self.file_ids)} file ids for {len(self.file_durations)} files.")
         self.duration = float(duration)
         self.block_size = _blocks_of_batches(self.batch_size)
         self._passes: dict = {}  # the passes the last block used: a pass spans many blocks
@@ -281,7 +289,7 @@ class ClipSampler(Sampler):
         files = order[row, slots]
         # the crop fraction belongs to the (pass, file), not to the slot it lands in
         starts = fraction[row, files] * np.maximum(self.file_durations[files] - self.duration, 0.0)
-        return _unlabelled(files, starts, np.full(self.block_size, self.duration))
+        return _unlabelled(self.file_ids[files], starts, np.full(self.block_size, self.duration))
 
 
 # ---- balanced batches of labels --------------------------------------------------------

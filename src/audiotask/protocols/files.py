@@ -6,7 +6,7 @@ import functools
 import warnings
 from typing import Callable, Iterator, Optional
 
-from pyannote.core import Segment, Timeline
+from pyannote.core import Annotation, Segment, Timeline
 
 from audiotask.core.audio import Audio, AudioError
 
@@ -90,6 +90,10 @@ def annotation_preprocessor(existing: Optional[Callable] = None) -> Callable:
 
     def annotation(file):
         raw = source(file) if source is not None else _stored(file, "annotation")
+        if raw is not None and not isinstance(raw, Annotation):
+            # weak labels (names without times, ``protocols.dcase.WeakLabels``): nothing
+            # overruns, and pyannote.database's cropping would fail on them
+            return raw
         if raw is not None:
             warn_overrun(file["uri"], raw, file["duration"])
         return existing(file) if existing is not None and existing is not source else raw
