@@ -25,3 +25,17 @@ def handmade_protocol(root: Path, events: dict, *, duration: float = 4.0, sample
     subset = {"uri": "files.lst", "annotation": "labels.tsv"}
     write_database_yml(root / "database.yml", name, "Events", {"train": subset, "development": subset}, audio="{uri}.wav")
     return load_protocol(root / "database.yml", f"{name}.SpeakerDiarization.Events")
+
+
+def prepared(task):
+    """``task`` with a Debug model attached and set up for fitting.
+
+    1600-sample hop at 16 kHz: 0.1 s frames, frame i centred at 0.1 i + 0.05.
+    """
+    from audiotask.models import Debug
+
+    model = Debug(frame_hop=1600, task=task)
+    task.prepare_data()
+    task.setup("fit")
+    model.attach_specifications(task.specifications)
+    return task

@@ -29,7 +29,7 @@ from audiotask.engine.builders import (
 from audiotask.engine.metadata import SubsetMetadata
 from audiotask.models import Debug
 from audiotask.tasks import SoundEventDetection
-from helpers import handmade_protocol
+from helpers import handmade_protocol, prepared
 
 FRAMES = Frames.from_hop(1600, 16000)
 MANY = [f"k{index:03d}" for index in range(400)]  # more classes than uint8 can index
@@ -246,12 +246,6 @@ def test_build_targets_raises_when_two_builders_produce_one_key():
 
 
 # ---- through a task ----------------------------------------------------------------------
-def prepared(task):
-    model = Debug(frame_hop=1600, task=task)
-    task.prepare_data()
-    task.setup("fit")
-    model.attach_specifications(task.specifications)
-    return task
 
 
 def test_a_task_with_400_classes_gets_class_300_in_column_300(tmp_path):

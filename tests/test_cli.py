@@ -422,6 +422,7 @@ def test_train_task_choices_and_help_come_from_the_registry():
         assert f"{entry.short_name} ({entry.name}): {entry.help}" in task.help
     assert option_action("evaluate", "task").choices == [
         "sound-event-detection", "sed", "voice-activity-detection", "vad", "overlapped-speech-detection", "osd",
+        "multi-label-segmentation", "mls",
     ]
 
 

@@ -29,7 +29,7 @@ from audiotask.protocols.dcase import write_dcase_tsv
 from audiotask.tasks import MultiLabelSegmentation, OverlappedSpeechDetection, SoundEventDetection, VoiceActivityDetection
 from audiotask.testing.dummies import load_protocol, write_database_yml
 from conftest import quiet_trainer
-from helpers import handmade_protocol
+from helpers import handmade_protocol, prepared
 
 CLASSES = ["Cat", "Dog", "Speech"]
 EVENTS = {
@@ -40,14 +40,6 @@ EVENTS = {
 
 def options(tmp_path, **kwargs):
     return {"duration": 2.0, "batch_size": 4, "num_workers": 0, "cache": tmp_path / "cache", **kwargs}
-
-
-def prepared(task):
-    model = Debug(frame_hop=1600, task=task)
-    task.prepare_data()
-    task.setup("fit")
-    model.attach_specifications(task.specifications)
-    return task
 
 
 def write_wav(path, duration=4.0, seed=0):

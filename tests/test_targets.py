@@ -8,7 +8,7 @@ from audiotask.core.specifications import Problem, Resolution, Specifications
 from audiotask.models import Debug
 from audiotask.tasks import SoundEventDetection, VoiceActivityDetection
 from audiotask.testing.dummies import load_protocol, write_database_yml
-from helpers import handmade_protocol
+from helpers import handmade_protocol, prepared
 
 EVENTS = {
     "clip": [
@@ -19,15 +19,6 @@ EVENTS = {
     ]
 }
 CLASSES = ["Speech", "Dog", "Cat"]
-
-
-def prepared(task):
-    # 1600-sample hop at 16 kHz: 0.1 s frames, frame i centred at 0.1 i + 0.05
-    model = Debug(frame_hop=1600, task=task)
-    task.prepare_data()
-    task.setup("fit")
-    model.attach_specifications(task.specifications)
-    return task
 
 
 def expected_frames(ranges, num_frames=20):

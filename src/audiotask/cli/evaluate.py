@@ -174,7 +174,7 @@ def evaluate_sed(args: argparse.Namespace) -> dict:
 
 def evaluate_osd(args: argparse.Namespace) -> dict:
     """Detection error rate of the detected overlap against the overlap of the reference's speakers."""
-    return evaluate_vad(args, overlap=True)
+    return {**evaluate_vad(args, overlap=True), "reference_label": "overlap"}
 
 
 #: canonical task name (see ``audiotask.tasks.registry``) -> how its outputs are evaluated
@@ -182,6 +182,8 @@ EVALUATIONS = {
     "sound-event-detection": evaluate_sed,
     "voice-activity-detection": evaluate_vad,
     "overlapped-speech-detection": evaluate_osd,
+    # per-class frame decisions written as events, as sound event detection's
+    "multi-label-segmentation": evaluate_sed,
 }
 
 

@@ -25,10 +25,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from audiotask.core.datasets import collate_samples
 from audiotask.core.frames import seconds_to_samples
 from audiotask.core.specifications import Problem, Resolution, Specifications
 from audiotask.core.task import Task
-from audiotask.engine.batches import TrainBatches, ValidationBatches, new_batch_buffer, stack_samples
+from audiotask.engine.batches import TrainBatches, ValidationBatches, new_batch_buffer
 from audiotask.engine.builders import ChunkClasses, ChunkSegments, FrameClasses, TargetBuilder, build_targets
 from audiotask.engine.metadata import ProtocolMetadata, SubsetMetadata
 from audiotask.engine.preparation import STRONG, Preparation, ProtocolFiles, build_metadata, warn_unannotated
@@ -354,7 +355,7 @@ class AnnotatedTask(Task):
         nobody annotated is not taught as "no event".
         """
         if self._overrides("sample"):
-            return stack_samples([self.sample(name, int(f), float(s), duration) for f, s in zip(files, starts)])
+            return collate_samples([self.sample(name, int(f), float(s), duration) for f, s in zip(files, starts)])
         subset = self.metadata.subsets[name]
         files, starts = np.asarray(files, dtype=np.int64), np.asarray(starts, dtype=np.float64)
         limits = subset.region_ends(files, starts)
@@ -404,24 +405,12 @@ class AnnotatedTask(Task):
         keep = (segment_class >= 0) & self.usable_files("train")[file_of]
         starts, ends = np.asarray(train.segment_start)[keep], np.asarray(train.segment_end)[keep]
         # a chunk drawn for a segment stays inside the annotated region the segment is in
-        limits = train.region_ends(file_of[keep], starts)
-        bounds = np.stack([self._region_starts(train, file_of[keep], starts), limits], axis=1)
+        bounds = np.stack(train.region_bounds(file_of[keep], starts), axis=1)
         return BalancedSampler(
             file_of[keep], starts, ends, segment_class[keep], bounds, self.duration,
             labels_per_batch=self.labels_per_batch, chunks_per_label=self.batch_size // self.labels_per_batch,
             **{k: v for k, v in key.items() if k != "batch_size"},
         )
-
-    @staticmethod
-    def _region_starts(subset: SubsetMetadata, files: np.ndarray, times: np.ndarray) -> np.ndarray:
-        """Start of the annotated region containing each time of each file."""
-        annotated = np.asarray(subset.annotated)
-        found = np.zeros(len(files))
-        for row, (file, time) in enumerate(zip(files.tolist(), times.tolist())):
-            regions = annotated[subset.annotated_offsets[file] : subset.annotated_offsets[file + 1]]
-            inside = regions[(regions[:, 0] <= time) & (time < regions[:, 1])]
-            found[row] = inside[0, 0] if len(inside) else time
-        return found
 
     def balance_groups(self) -> Optional[np.ndarray]:
         """The ``balance`` attribute of each usable training file (read once, at preparation)."""

@@ -15,7 +15,6 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset
 
-from audiotask.core.datasets import collate_samples
 
 
 def new_batch_buffer(shape: Sequence[int], dtype=np.float32) -> np.ndarray:
@@ -25,11 +24,6 @@ def new_batch_buffer(shape: Sequence[int], dtype=np.float32) -> np.ndarray:
     every time, and faulting them in costs more than decoding the batch.
     """
     return np.empty(tuple(int(size) for size in shape), dtype=dtype)
-
-
-def stack_samples(samples: list[dict]) -> dict[str, torch.Tensor]:
-    """A batch from samples built one by one (a task's own ``sample`` hook)."""
-    return collate_samples(samples)
 
 
 class TrainBatches(IterableDataset):

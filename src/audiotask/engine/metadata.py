@@ -110,14 +110,21 @@ class SubsetMetadata:
         end, where nothing is annotated. A chunk that starts outside every region of its file
         gets its own start (nothing of it is annotated). Vectorised: one binary search.
         """
-        files, starts = np.asarray(files, dtype=np.int64), np.asarray(starts, dtype=np.float64)
+        return self.region_bounds(files, starts)[1]
+
+    def region_bounds(self, files: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(starts, ends)`` of the annotated region containing each ``(files[i], times[i])``;
+        both equal to the time itself when it lies outside every region of its file."""
+        files, times = np.asarray(files, dtype=np.int64), np.asarray(times, dtype=np.float64)
         keys = self._region_keys()
-        index = np.searchsorted(keys, files * self._key_span + starts, side="right") - 1
+        if not len(keys):
+            return times.copy(), times.copy()
+        index = np.searchsorted(keys, files * self._key_span + times, side="right") - 1
         found = np.maximum(index, 0)
-        ends = np.asarray(self.annotated)[found, 1] if len(keys) else np.zeros(len(files))
-        # a chunk starting outside every region of its file has nothing annotated at all
-        inside = (index >= 0) & (self._region_file[found] == files) & (starts < ends) if len(keys) else False
-        return np.where(inside, ends, starts)
+        annotated = np.asarray(self.annotated)
+        region_starts, region_ends = annotated[found, 0], annotated[found, 1]
+        inside = (index >= 0) & (self._region_file[found] == files) & (times < region_ends)
+        return np.where(inside, region_starts, times), np.where(inside, region_ends, times)
 
     def _region_keys(self) -> np.ndarray:
         # (file, region start) as one sortable float: file * span + start, span > any time

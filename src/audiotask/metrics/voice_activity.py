@@ -74,13 +74,18 @@ def _as_floats(details: Mapping) -> dict:
 
 
 def format_table(results: dict) -> str:
-    """Text table of :func:`detection_error_rate`'s results: one row per file, then the total (in %)."""
+    """Text table of :func:`detection_error_rate`'s results: one row per file, then the total (in %).
+
+    The last column is the reference's duration, named by ``results["reference_label"]``
+    ("speech" by default; "overlap" for overlapped speech detection).
+    """
     width = max([len("TOTAL")] + [len(uri) for uri in results["per_file"]])
-    header = f"{'file':<{width}}  {'DER %':>7}  {'miss s':>8}  {'FA s':>8}  {'speech s':>8}"
+    reference_column = f"{results.get('reference_label', 'speech')} s"
+    header = f"{'file':<{width}}  {'DER %':>7}  {'miss s':>8}  {'FA s':>8}  {reference_column:>9}"
     lines = [header, "-" * len(header)]
 
     def row(name: str, der: float, miss: float, false_alarm: float, total: float) -> str:
-        return f"{name:<{width}}  {100 * der:7.2f}  {miss:8.2f}  {false_alarm:8.2f}  {total:8.2f}"
+        return f"{name:<{width}}  {100 * der:7.2f}  {miss:8.2f}  {false_alarm:8.2f}  {total:9.2f}"
 
     for uri, values in results["per_file"].items():
         lines.append(row(uri, values["detection_error_rate"], values["miss"], values["false alarm"], values["total"]))
