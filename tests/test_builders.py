@@ -14,6 +14,7 @@ from audiotask.core.specifications import Problem, Resolution
 from audiotask.engine.annotated_task import AnnotatedTask
 from audiotask.engine.builders import (
     AnnotatedClassMask,
+    AnnotatedFrameMask,
     ChunkClasses,
     ChunkClassIndex,
     ChunkSegments,
@@ -70,6 +71,19 @@ ROWS = [
     (1, 1.0, 1.45, 3),  # class 0: frames 10..13
     (1, 2.0, 2.0, 0),  # cut at the chunk's end (zero length): no target
 ]
+
+
+def test_annotated_frame_mask_stops_at_the_end_of_the_region():
+    segments = chunk_segments([], classes=["a"], label_class=[], files=[0, 0, 0])
+    # the first chunk lies inside its region, the second's region ends 1.0 s into it, the
+    # third starts outside every region
+    segments.annotated = np.array([2.0, 1.0, 0.0])
+    mask = build_targets([AnnotatedFrameMask()], segments)["mask"]
+    expected = np.zeros((3, 20), dtype=np.uint8)
+    expected[0] = 1
+    expected[1, :10] = 1  # centres 0.05 .. 0.95
+    assert mask.dtype == np.uint8
+    np.testing.assert_array_equal(mask, expected)
 
 
 def test_frame_classes_put_class_300_of_400_in_column_300():

@@ -474,3 +474,29 @@ def test_balanced_batches_hold_two_classes_each_active_at_the_centre_of_its_chun
     expected = task.make_batch("train", chunks.files, chunks.starts, 2.0, chunks.labels)
     torch.testing.assert_close(first["X"], expected["X"], rtol=0, atol=0)
     torch.testing.assert_close(first["y"], expected["y"], rtol=0, atol=0)
+
+
+class TwoDatabases(SpeakerDiarizationProtocol):
+    """One uri in two databases (two recordings that happen to share a name)."""
+
+    def __init__(self, root, **kwargs):
+        super().__init__(**kwargs)
+        self.root = root
+
+    def train_iter(self):
+        for database, label in (("A", "Dog"), ("B", "Cat"), ("B", "Cat")):
+            annotation = Annotation(uri="clip")
+            annotation[Segment(0.5, 1.5)] = label
+            yield {"uri": "clip", "database": database, "audio": str(self.root / f"{database}.wav"),
+                   "annotation": annotation}
+
+
+def test_the_same_uri_in_two_databases_stays_two_balance_groups(tmp_path):
+    for name in ("A", "B"):
+        soundfile.write(tmp_path / f"{name}.wav", np.zeros(32000, dtype=np.float32), 16000)
+    task = SoundEventDetection(TwoDatabases(tmp_path), balance="database", **options(tmp_path))
+    prepared(task)
+    assert task.balance_groups().tolist() == ["A", "B", "B"]
+    files = task.make_sampler().take(4000).files
+    # database A (one file of three) gets half of the chunks
+    assert abs((files == 0).mean() - 0.5) < 0.03

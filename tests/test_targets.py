@@ -145,3 +145,29 @@ def test_chunks_longer_than_their_region_see_nothing_past_its_end(tmp_path):
     expected[5:10] = 1  # Dog from 2.5 s, cut at the region's end (3.0 s), not at 3.8 s
     for y in batch["y"].numpy():
         np.testing.assert_array_equal(y, expected)
+
+
+def test_a_frame_mask_can_leave_out_what_lies_past_the_region(tmp_path):
+    from audiotask.engine.builders import AnnotatedFrameMask, FrameClasses
+
+    class MaskedPastTheRegion(SoundEventDetection):
+        def target_builders(self):
+            return [FrameClasses(), AnnotatedFrameMask()]
+
+    root = tmp_path / "data"
+    handmade_protocol(root, {"clip": [(2.5, 3.8, "Dog")]}, name="Masked")
+    (root / "files.uem").write_text("clip 1 2.000 3.000\n")
+    subset = {"uri": "files.lst", "annotation": "labels.tsv", "annotated": "files.uem"}
+    write_database_yml(root / "database.yml", "Masked", "Events", {"train": subset}, audio="{uri}.wav")
+    protocol = load_protocol(root / "database.yml", "Masked.SpeakerDiarization.Events")
+    task = prepared(MaskedPastTheRegion(protocol, duration=2.0, resolution="frame", num_workers=0, batch_size=4,
+                                        cache=tmp_path / "cache"))
+    batch = next(iter(task.train_dataloader()))
+    # every chunk runs from 2.0 to 4.0 s; its region ends at 3.0 s: frames centred before 1.0 s count
+    np.testing.assert_array_equal(batch["mask"].numpy(), np.tile([1] * 10 + [0] * 10, (4, 1)))
+    # and the loss ignores the second half entirely
+    y_pred = torch.zeros(4, 20, 1)
+    changed = y_pred.clone()
+    changed[:, 10:] = 9.0
+    loss = task.compute_loss(y_pred, batch["y"], mask=batch["mask"])
+    assert task.compute_loss(changed, batch["y"], mask=batch["mask"]).item() == pytest.approx(loss.item())

@@ -169,6 +169,14 @@ class AnnotatedTask(Task):
         """The prepared metadata, built first when missing, or again when audio files changed
         since (the protocol's fingerprint does not read every audio file; their stamps are
         in the metadata)."""
+        try:
+            metadata = self._prepared_metadata()
+        finally:
+            self._protocol_files = None  # the files were read for this preparation only
+        self.report(metadata)
+        return metadata
+
+    def _prepared_metadata(self) -> ProtocolMetadata:
         folder = self.metadata_folder()
         if ProtocolMetadata.exists(folder):
             metadata = ProtocolMetadata.load(folder)
@@ -178,7 +186,6 @@ class AnnotatedTask(Task):
             changed = [uri for subset in metadata.subsets.values() for uri in subset.changed_audio()]
             if not changed:
                 self._audio_checked = True
-                self.report(metadata)
                 return metadata
             warnings.warn(
                 f"{type(self).__name__}: {len(changed)} audio file(s) changed since the metadata in {folder} "
@@ -186,11 +193,8 @@ class AnnotatedTask(Task):
             )
             self._protocol_files = None  # read the protocol afresh
         build_metadata(self.protocol_files(), self.preparation()).save(folder, replace=True)
-        self._protocol_files = None  # the prepared arrays replace the files read
         self._audio_checked = True
-        metadata = ProtocolMetadata.load(folder)
-        self.report(metadata)
-        return metadata
+        return ProtocolMetadata.load(folder)
 
     def report(self, metadata: ProtocolMetadata) -> None:
         """Warn once about what the task will leave out: unknown labels, files without annotated
@@ -248,8 +252,9 @@ class AnnotatedTask(Task):
         classes = self.classes_of(self.metadata)
         self.specifications = self.make_specifications(classes)
         self._label_class = self.label_classes(self.metadata.labels, classes)
+        self._builders = self.target_builders()  # they follow the specifications just set
         for name, subset in self.metadata.subsets.items():
-            for builder in self.target_builders():
+            for builder in self._builders:
                 builder.check(subset, classes, name)
         self.balance_groups()  # now, before dataloader workers start
         self._validation_chunks = self.validation_chunks() if self.has_validation else None
@@ -318,7 +323,7 @@ class AnnotatedTask(Task):
             segment_label=segment_labels.astype(np.int64), label_class=self._label_class,
             classes=self.specifications.classes or [], frames=frames,
             num_frames=frames.num_frames_for_duration(duration, self.sample_rate) if frame else 0,
-            sampled_labels=labels,
+            sampled_labels=labels, annotated=view_ends - starts,
         )
 
     def targets(
@@ -327,7 +332,7 @@ class AnnotatedTask(Task):
     ) -> dict[str, np.ndarray]:
         """Target arrays of chunks of one duration, from the task's builders: "y" is
         (chunks, frames, classes) for FRAME and (chunks, classes) for CHUNK multi-hot tasks."""
-        return build_targets(self.target_builders(), self.chunk_segments(subset, files, starts, duration, limits, labels))
+        return build_targets(self._builders, self.chunk_segments(subset, files, starts, duration, limits, labels))
 
     def target(self, subset: Union[str, SubsetMetadata], file: int, start: float, duration: float):
         """Targets of one chunk (a subclass may override it, then it is called chunk by chunk):

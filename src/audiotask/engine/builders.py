@@ -44,6 +44,7 @@ class ChunkSegments:
     frames: Optional[Frames] = None  # the model's output frames (FRAME resolution)
     num_frames: int = 0
     sampled_labels: Optional[np.ndarray] = None  # (chunks,) label a sampler drew each chunk for
+    annotated: Optional[np.ndarray] = None  # (chunks,) seconds of each chunk inside its annotated region
 
     @property
     def num_chunks(self) -> int:
@@ -185,6 +186,19 @@ class ChunkValue(TargetBuilder):
                 number = float("nan")
             if not np.isfinite(number):
                 raise ValueError(f"{subset_name} file {uri!r}: {self.attribute} {value!r} is not a finite number.")
+
+
+class AnnotatedFrameMask(TargetBuilder):
+    """``mask`` (chunks, frames) uint8 of the frames whose centre lies inside the annotated
+    region the chunk starts in: a chunk longer than its region learns nothing past its end
+    (rather than "no event" on the silence the engine puts there)."""
+
+    def __init__(self, key: str = "mask"):
+        self.key, self.outputs = key, {key: np.dtype(np.uint8)}
+
+    def __call__(self, segments: ChunkSegments) -> dict[str, np.ndarray]:
+        centres = segments.frames.centers(segments.num_frames)
+        return {self.key: (centres[None, :] < segments.annotated[:, None]).view(np.uint8)}
 
 
 class AnnotatedClassMask(TargetBuilder):
