@@ -32,11 +32,10 @@ from audiotask.core.task import Task
 from audiotask.engine.batches import TrainBatches, ValidationBatches, new_batch_buffer
 from audiotask.engine.builders import ChunkClasses, ChunkSegments, FrameClasses, TargetBuilder, build_targets
 from audiotask.engine.metadata import ProtocolMetadata, SubsetMetadata
-from audiotask.engine.preparation import STRONG, Preparation, ProtocolFiles, build_metadata, warn_unannotated
+from audiotask.engine.preparation import STRONG, Preparation, ProtocolFiles, build_metadata, paused_gc, warn_unannotated
 from audiotask.engine.readers import CachedReader, FileReader
 from audiotask.engine.resume import ResumableDataLoader, resumed_stream
 from audiotask.engine.samplers import BalancedSampler, Chunks, ChunkSampler, ClipSampler, Sampler
-from audiotask.protocols.files import iter_subset
 from audiotask.protocols.fingerprint import protocol_fingerprint
 from audiotask.utils.random import distributed_rank, global_seed, worker_identity
 
@@ -143,7 +142,7 @@ class AnnotatedTask(Task):
     def protocol_files(self) -> ProtocolFiles:
         """The protocol's files, read at most once by this task (fingerprint and preparation share them)."""
         if getattr(self, "_protocol_files", None) is None:
-            self._protocol_files = ProtocolFiles(self.protocol, iterate=iter_subset)
+            self._protocol_files = ProtocolFiles(self.protocol)
         return self._protocol_files
 
     def metadata_folder(self) -> Path:
@@ -154,10 +153,11 @@ class AnnotatedTask(Task):
         """
         if getattr(self, "_metadata_folder", None) is None:
             preparation = self.preparation()
-            key = protocol_fingerprint(
-                self.protocol, preparation.subsets, preparation.parameters(), files=self.protocol_files(),
-                stored=preparation.stored_keys(),
-            )
+            with paused_gc():
+                key = protocol_fingerprint(
+                    self.protocol, preparation.subsets, preparation.parameters(), files=self.protocol_files(),
+                    stored=preparation.stored_keys(),
+                )
             self._metadata_folder = self.cache / "metadata" / key
         return self._metadata_folder
 

@@ -12,14 +12,17 @@ both the fingerprint and the builder read their entries from them.
 
 from __future__ import annotations
 
+import gc
 import warnings
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 
 from audiotask.engine.metadata import METADATA_FORMAT, ProtocolMetadata, SubsetMetadata, audio_stamp, split_segments
+from audiotask.protocols.files import check_audio
 
 #: attributes every file gets, computed from its annotation and database
 BUILT_IN_ATTRIBUTES = ("database", "label_kind", "tags")
@@ -57,6 +60,24 @@ class Preparation:
         return ("audio", "duration", "annotated", "annotation", "database", *self.attributes)
 
 
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while many long-lived objects are made.
+
+    Reading a protocol keeps one object per file (and their values) alive: every few
+    hundred allocations the collector would walk all of them again, which made finding
+    prepared metadata for 100,000 files 2.5x slower. Protocol files make no reference
+    cycles worth collecting in the meantime; the collector resumes afterwards.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 class ProtocolFiles:
     """The files of a protocol's subsets, read once (a pass per subset) and kept.
 
@@ -75,6 +96,15 @@ class ProtocolFiles:
             self._files[subset] = list(self._iterate(self.protocol, subset))
             self.passes += 1
         return self._files[subset]
+
+    def consume(self, subset: str) -> Iterator:
+        """The files of ``subset``, each let go once used: the values a file computes
+        (its annotation, cropped) are freed file by file, not held for the whole subset."""
+        files = self(subset)
+        del self._files[subset]
+        for index in range(len(files)):
+            file, files[index] = files[index], None
+            yield file
 
 
 def entry(file, key: str):
@@ -131,6 +161,7 @@ def build_subset(
     uris, audios, durations, regions, segments = [], [], [], [], []
     table: dict[str, list[str]] = {name: [] for name in (*BUILT_IN_ATTRIBUTES, *attributes)}
     for file in files:
+        check_audio(file)
         uri, duration = str(file["uri"]), float(file["duration"])
         kind, tags, rows = label_kind_and_tags(entry(file, "annotation"))
         uris.append(uri)
@@ -175,7 +206,7 @@ def build_metadata(files: ProtocolFiles, preparation: Preparation) -> ProtocolMe
     vocabulary: dict[str, int] = {}
     counts: Counter = Counter()
     subsets = {
-        name: build_subset(files(name), vocabulary, max_segment_length=preparation.max_segment_length,
+        name: build_subset(files.consume(name), vocabulary, max_segment_length=preparation.max_segment_length,
                            attributes=preparation.attributes, counts=counts)
         for name in preparation.subsets
     }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import warnings
-from typing import Callable, Iterator, Optional
+from typing import Callable, Optional
 
 from pyannote.core import Annotation, Segment, Timeline
 
@@ -120,10 +120,3 @@ def prepare_protocol(protocol, audio: Optional[Audio] = None):
         preprocessors["annotation"] = annotation_preprocessor(preprocessors.get("annotation"))
         protocol._audiotask_prepared = True
     return protocol
-
-
-def iter_subset(protocol, subset: str) -> Iterator:
-    """Files of ``subset``, each checked to have audio."""
-    for file in getattr(protocol, subset)():
-        check_audio(file)
-        yield file
