@@ -129,13 +129,17 @@ def test_files_without_annotated_region_are_named(tmp_path):
     assert set(files.tolist()) == {1}
 
 
-def test_chunks_longer_than_their_region_see_nothing_past_its_end(tmp_path):
-    root = tmp_path / "data"
-    handmade_protocol(root, {"clip": [(2.5, 3.8, "Dog")]}, name="Short")
+def short_region_protocol(root, name: str):
+    """One 4-s file, a Dog event on [2.5, 3.8) and a single annotated region [2, 3)."""
+    handmade_protocol(root, {"clip": [(2.5, 3.8, "Dog")]}, name=name)
     (root / "files.uem").write_text("clip 1 2.000 3.000\n")
     subset = {"uri": "files.lst", "annotation": "labels.tsv", "annotated": "files.uem"}
-    write_database_yml(root / "database.yml", "Short", "Events", {"train": subset}, audio="{uri}.wav")
-    protocol = load_protocol(root / "database.yml", "Short.SpeakerDiarization.Events")
+    write_database_yml(root / "database.yml", name, "Events", {"train": subset}, audio="{uri}.wav")
+    return load_protocol(root / "database.yml", f"{name}.SpeakerDiarization.Events")
+
+
+def test_chunks_longer_than_their_region_see_nothing_past_its_end(tmp_path):
+    protocol = short_region_protocol(tmp_path / "data", "Short")
     task = prepared(SoundEventDetection(protocol, duration=2.0, resolution="frame", num_workers=0, batch_size=4,
                                         cache=tmp_path / "cache"))
     # the region [2, 3) is shorter than a chunk: every chunk starts at 2.0 and runs to 4.0
@@ -154,12 +158,7 @@ def test_a_frame_mask_can_leave_out_what_lies_past_the_region(tmp_path):
         def target_builders(self):
             return [FrameClasses(), AnnotatedFrameMask()]
 
-    root = tmp_path / "data"
-    handmade_protocol(root, {"clip": [(2.5, 3.8, "Dog")]}, name="Masked")
-    (root / "files.uem").write_text("clip 1 2.000 3.000\n")
-    subset = {"uri": "files.lst", "annotation": "labels.tsv", "annotated": "files.uem"}
-    write_database_yml(root / "database.yml", "Masked", "Events", {"train": subset}, audio="{uri}.wav")
-    protocol = load_protocol(root / "database.yml", "Masked.SpeakerDiarization.Events")
+    protocol = short_region_protocol(tmp_path / "data", "Masked")
     task = prepared(MaskedPastTheRegion(protocol, duration=2.0, resolution="frame", num_workers=0, batch_size=4,
                                         cache=tmp_path / "cache"))
     batch = next(iter(task.train_dataloader()))

@@ -22,7 +22,7 @@ from typing import Callable, Iterable, Iterator, Optional, Sequence
 import numpy as np
 
 from audiotask.engine.metadata import METADATA_FORMAT, ProtocolMetadata, SubsetMetadata, audio_stamp, split_segments
-from audiotask.protocols.files import check_audio
+from audiotask.protocols.files import check_audio, entry
 
 #: attributes every file gets, computed from its annotation and database
 BUILT_IN_ATTRIBUTES = ("database", "label_kind", "tags")
@@ -105,14 +105,6 @@ class ProtocolFiles:
         for index in range(len(files)):
             file, files[index] = files[index], None
             yield file
-
-
-def entry(file, key: str):
-    """A protocol file's value for ``key``, None when it has none."""
-    try:
-        return file[key]
-    except KeyError:
-        return None
 
 
 def label_kind_and_tags(annotation) -> tuple[str, tuple[str, ...], list]:

@@ -22,8 +22,9 @@ def has_subset(protocol, subset: str) -> bool:
     return True
 
 
-def _stored(file, key: str):
-    """Value the protocol itself gives for ``key`` (None when absent), without recursion."""
+def entry(file, key: str):
+    """A protocol file's value for ``key``, None when it has none (inside a preprocessor:
+    the value the protocol itself gives, without recursion)."""
     try:
         return file[key]
     except KeyError:
@@ -41,7 +42,7 @@ def duration_preprocessor(audio: Audio, existing: Optional[Callable] = None) -> 
     """Preprocessor giving the file's duration: the protocol's own, else the audio header's."""
 
     def duration(file) -> float:
-        value = existing(file) if existing is not None else _stored(file, "duration")
+        value = existing(file) if existing is not None else entry(file, "duration")
         if value is not None:
             return float(value)
         return audio.get_duration(file)
@@ -53,7 +54,7 @@ def annotated_preprocessor(existing: Optional[Callable] = None) -> Callable:
     """Preprocessor giving the annotated regions: the protocol's UEM, else the whole file."""
 
     def annotated(file) -> Timeline:
-        value = existing(file) if existing is not None else _stored(file, "annotated")
+        value = existing(file) if existing is not None else entry(file, "annotated")
         if value is None:
             return Timeline([Segment(0.0, file["duration"])], uri=file["uri"])
         return value
@@ -89,7 +90,7 @@ def annotation_preprocessor(existing: Optional[Callable] = None) -> Callable:
     source = _uncropped(existing)
 
     def annotation(file):
-        raw = source(file) if source is not None else _stored(file, "annotation")
+        raw = source(file) if source is not None else entry(file, "annotation")
         if raw is not None and not isinstance(raw, Annotation):
             # weak labels (names without times, ``protocols.dcase.WeakLabels``): nothing
             # overruns, and pyannote.database's cropping would fail on them

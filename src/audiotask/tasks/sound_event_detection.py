@@ -25,8 +25,10 @@ class SoundEventDetection(AnnotatedTask):
         outside ``classes`` are reported and ignored. Defaults to the labels of the
         training set, sorted.
     resolution : Resolution or "chunk" / "frame"
-        CHUNK (one decision per chunk, weak labels suffice; the default, as in the
-        tutorial) or FRAME (one per frame, needs strong labels).
+        CHUNK (one decision per chunk; the default, as in the tutorial) or FRAME (one
+        per frame). Both learn from strongly labelled files: the targets of a chunk come
+        from the events inside it, and files with weak labels only (a DCASE weak-label
+        TSV) are left out, with a warning that names them.
     **kwargs
         See :class:`~audiotask.engine.annotated_task.AnnotatedTask`.
     """
