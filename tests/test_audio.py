@@ -66,3 +66,24 @@ def test_missing_and_corrupt_files_name_the_file(tmp_path):
     corrupt.write_bytes(b"RIFF....WAVEfmt garbage")
     with pytest.raises(AudioError, match="Cannot decode .*corrupt.wav"):
         audio.get_duration(corrupt)
+
+
+def test_check_samples_refuses_empty_and_non_finite_waveforms_naming_the_file():
+    from audiotask.core.audio import check_samples
+
+    waveform = torch.zeros(1, 100)
+    assert check_samples(waveform, "a.wav") is waveform
+    with pytest.raises(AudioError, match="^empty audio file: a.wav$"):
+        check_samples(torch.zeros(1, 0), "a.wav")
+    waveform[0, [3, 50, 99]] = torch.tensor([float("nan"), float("inf"), float("-inf")])
+    with pytest.raises(AudioError, match="^a.wav: 3 of 100 samples are NaN or infinite$"):
+        check_samples(waveform, "a.wav")
+
+
+def test_empty_files_and_waveforms_read_as_zero_samples(tmp_path):
+    path = tmp_path / "empty.wav"
+    soundfile.write(path, np.zeros(0, np.float32), 16000)
+    audio = Audio(16000)
+    assert audio.get_duration(path) == 0.0
+    assert audio(path)[0].shape == (1, 0)
+    assert audio({"waveform": torch.zeros(2, 0), "sample_rate": 8000})[0].shape == (1, 0)

@@ -369,3 +369,64 @@ def test_metadata_is_prepared_again_when_an_audio_file_changes(tmp_path):
         task.prepare_data()
     task.setup("fit")
     assert task.metadata.subsets["train"].duration.tolist() == [6.0, 9.0, 6.0]
+
+
+def first_batches(loader, count=2):
+    return list(itertools.islice(iter(loader), count))
+
+
+def test_a_spawned_dataloader_worker_draws_the_batches_of_its_epoch_and_rank(tiny_protocol, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from torch.utils.data import DataLoader
+
+    from audiotask.engine.batches import TrainBatches, ValidationBatches
+    from audiotask.utils import random as task_random
+
+    task = make_task(tiny_protocol, tmp_path)
+    task.prepare_data()
+    task.setup("fit")
+    # as in a trainer at epoch 1 of rank 1: a spawned worker inherits neither the trainer
+    # nor the process group, its dataset brings both
+    task.model._trainer = SimpleNamespace(current_epoch=1)
+    monkeypatch.setattr(task_random, "_inherited_rank", 1)
+    spawned = dict(num_workers=1, multiprocessing_context="spawn")
+    in_process = first_batches(DataLoader(TrainBatches(task), batch_size=None))
+    in_worker = first_batches(DataLoader(TrainBatches(task), batch_size=None, **spawned))
+    for a, b in zip(in_process, in_worker, strict=True):
+        assert torch.equal(a["X"], b["X"]) and torch.equal(a["y"], b["y"])
+    monkeypatch.setattr(task_random, "_inherited_rank", 0)
+    assert not torch.equal(first_batches(DataLoader(TrainBatches(task), batch_size=None))[0]["X"], in_process[0]["X"])
+    validation = DataLoader(ValidationBatches(task, task._validation_chunks), batch_size=None, **spawned)
+    assert torch.equal(next(iter(validation))["X"], ValidationBatches(task, task._validation_chunks)[0]["X"])
+
+
+def test_an_epoch_is_one_pass_over_the_data_across_ranks(tiny_protocol, tmp_path, monkeypatch):
+    from audiotask.engine.batches import TrainBatches
+
+    task = make_task(tiny_protocol, tmp_path, duration=1.0, batch_size=2)
+    task.prepare_data()
+    task.setup("fit")
+    assert task.train__len__() == 18  # 3 files of 6 s in 1-s chunks
+    assert len(TrainBatches(task)) == 9
+    for world_size, per_rank in ((2, 5), (3, 3), (32, 1)):
+        monkeypatch.setenv("WORLD_SIZE", str(world_size))
+        assert len(TrainBatches(task)) == per_rank
+
+
+def test_mapped_metadata_pickles_as_its_folder(tiny_protocol, tmp_path):
+    import pickle
+
+    task = make_task(tiny_protocol, tmp_path)
+    task.prepare_data()
+    metadata = ProtocolMetadata.load(task.metadata_folder())
+    data = pickle.dumps(metadata)
+    assert len(data) < 1000  # the folder, not the arrays
+    copy = pickle.loads(data)
+    assert isinstance(copy.subsets["train"].segment_start, np.memmap)
+    np.testing.assert_array_equal(copy.subsets["train"].segment_start, metadata.subsets["train"].segment_start)
+    assert copy.labels == metadata.labels
+    # a copy replaced meanwhile (its audio changed) is not silently mixed with the old one
+    metadata.save(task.metadata_folder(), replace=True)
+    with pytest.raises(RuntimeError, match="replaced while in use"):
+        pickle.loads(data)

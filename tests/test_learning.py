@@ -90,15 +90,23 @@ def test_loss_goes_down(problem, resolution):
     assert last < 0.5 * first, (first, last)
 
 
-def test_nan_loss_is_a_clear_error():
+def test_a_nan_loss_skips_its_batch_and_too_many_in_a_row_are_a_clear_error():
     task = ToyTask(Problem.BINARY_CLASSIFICATION, Resolution.CHUNK)
     model = Debug(sample_rate=SAMPLE_RATE, frame_hop=200, task=task)
     task.setup()
     model.attach_specifications(task.specifications)
-    batch = task.collate_fn([task.sample(np.random.default_rng(0)) for _ in range(2)])
-    batch["X"][0, 0, 10] = math.nan
-    with pytest.raises(FloatingPointError, match="input waveforms contain NaN"):
-        task.training_step(batch, 0)
+    task.max_nonfinite_losses = 3
+    good = task.collate_fn([task.sample(np.random.default_rng(0)) for _ in range(2)])
+    bad = {key: value.clone() for key, value in good.items()}
+    bad["X"][0, 0, 10] = math.nan
+    for _ in range(2):
+        with pytest.warns(RuntimeWarning, match=r"input waveforms contain NaN.*batch skipped \(2 non-finite"):
+            task.training_step(bad, 0)
+            assert task.training_step(bad, 1) is None
+        assert task.training_step(good, 2)["loss"].isfinite()  # a finite loss starts the count again
+    with pytest.warns(RuntimeWarning), pytest.raises(FloatingPointError, match=r"NaN or Inf; 3 non-finite losses in a row"):
+        for batch_idx in range(3):
+            task.training_step(bad, batch_idx)
 
 
 def test_wrong_input_rank_is_a_clear_error():

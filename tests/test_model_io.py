@@ -3,14 +3,16 @@
 import dataclasses
 import json
 import pickle
+import sys
 import warnings
+from importlib.metadata import EntryPoint
 
 import pytest
 import torch
 
 from audiotask.core.model import Model
 from audiotask.core.specifications import Problem, Resolution, Specifications
-from audiotask.models import CRNN, Debug
+from audiotask.models import CRNN, Debug, registry
 from conftest import quiet_trainer
 
 
@@ -29,7 +31,7 @@ def test_save_and_load_give_identical_outputs(tmp_path, resolution):
     model.save_pretrained(tmp_path / "model")
 
     manifest = json.loads((tmp_path / "model" / "audiotask.json").read_text())
-    assert manifest["architecture"] == "audiotask.models.crnn:CRNN"
+    assert manifest["architecture"] == "CRNN"  # the registered name, not a module to import
     assert manifest["arguments"]["channels"] == [8, 16]
     assert manifest["specifications"]["classes"] == ["Dog", "Cat"]
     assert set(manifest["versions"]) == {"audiotask", "torch"}
@@ -68,6 +70,94 @@ def test_lightning_checkpoint_loads_with_weights_only(tiny_protocol, tmp_path):
     waveforms = torch.randn(1, 1, 32000)
     model.eval()
     assert torch.equal(loaded(waveforms), model(waveforms))
+
+
+# ---- the architecture is looked up by name, never imported from a model file ------------
+def saved_debug(directory, architecture=None):
+    """A Debug model saved into ``directory``, its manifest's architecture replaced if given."""
+    model = Debug()
+    model.attach_specifications(specifications())
+    model.save_pretrained(directory)
+    if architecture is not None:
+        manifest_path = directory / "audiotask.json"
+        manifest = json.loads(manifest_path.read_text())
+        manifest["architecture"] = architecture
+        manifest_path.write_text(json.dumps(manifest))
+    return model
+
+
+def test_a_manifest_naming_a_module_imports_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.delitem(sys.modules, "this", raising=False)
+    saved_debug(tmp_path / "model", architecture="this:X")
+    with pytest.raises(ValueError, match=r"Unknown model architecture 'this:X' in .*audiotask\.json.*CRNN, Debug"):
+        Model.from_pretrained(tmp_path / "model")
+    assert "this" not in sys.modules
+    assert "Zen of Python" not in capsys.readouterr().out
+
+
+def test_a_package_shipped_beside_the_manifest_is_never_imported(tmp_path, monkeypatch):
+    downloads = tmp_path / "downloads"
+    folder = downloads / "model"
+    saved_debug(folder, architecture="evilpkg.payload:Evil")
+    marker = tmp_path / "payload-ran"
+    (folder / "evilpkg").mkdir()
+    (folder / "evilpkg" / "__init__.py").write_text("")
+    (folder / "evilpkg" / "payload.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    # as when Python is started in the model folder (or with PYTHONPATH pointing into it)
+    monkeypatch.syspath_prepend(str(folder))
+    monkeypatch.syspath_prepend(str(downloads))
+    with pytest.raises(Exception) as raised:
+        Model.from_pretrained(folder)
+    assert not marker.exists(), "the model folder's package was imported"
+    assert "evilpkg" not in sys.modules
+    assert raised.type is ValueError and "Unknown model architecture 'evilpkg.payload:Evil'" in str(raised.value)
+
+
+def test_manifests_naming_our_models_by_module_still_load(tmp_path):
+    torch.manual_seed(0)
+    model = saved_debug(tmp_path / "model", architecture="audiotask.models.debug:Debug").eval()
+    loaded = Model.from_pretrained(tmp_path / "model")
+    waveforms = torch.randn(1, 1, 32000)
+    assert isinstance(loaded, Debug) and torch.equal(loaded(waveforms), model(waveforms))
+
+
+class Declared(Debug):
+    """Stands for an architecture that an installed package declares."""
+
+
+def declaring(name, value):
+    """``declared_entry_points`` as when one installed package declares ``name = value``."""
+    point = EntryPoint(name=name, value=value, group=registry.ENTRY_POINT_GROUP)
+    return lambda: [point]
+
+
+def test_an_architecture_declared_by_an_installed_package_round_trips(tmp_path, monkeypatch):
+    monkeypatch.setattr(registry, "declared_entry_points", declaring("Declared", f"{__name__}:Declared"))
+    torch.manual_seed(0)
+    model = Declared()
+    model.attach_specifications(specifications())
+    model.eval()
+    model.save_pretrained(tmp_path / "model")
+    assert json.loads((tmp_path / "model" / "audiotask.json").read_text())["architecture"] == "Declared"
+    assert registry.known_architectures() == ["CRNN", "Debug", "Declared"]
+
+    loaded = Model.from_pretrained(tmp_path / "model")
+    waveforms = torch.randn(1, 1, 32000)
+    assert type(loaded) is Declared and torch.equal(loaded(waveforms), model(waveforms))
+
+
+def test_a_declared_architecture_is_loaded_only_when_a_manifest_names_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(registry, "declared_entry_points", declaring("Other", "evilpkg.payload:Evil"))
+    saved_debug(tmp_path / "model")
+    assert type(Model.from_pretrained(tmp_path / "model")) is Debug
+    assert "evilpkg" not in sys.modules
+
+
+def test_saving_an_unregistered_architecture_says_how_to_register_it(tmp_path):
+    model = Declared()
+    model.attach_specifications(specifications())
+    with pytest.raises(ValueError, match="not a registered architecture.*'audiotask.models' entry-point group"):
+        model.save_pretrained(tmp_path / "model")
 
 
 def test_loading_a_folder_without_manifest_is_a_clear_error(tmp_path):

@@ -1,8 +1,11 @@
-"""The README's Python example runs as written, on a generated protocol (the docs stay true)."""
+"""The README's Python example runs as written on the demo's data (the docs stay true)."""
 
+import csv
 import re
-import shutil
 from pathlib import Path
+
+import pytest
+import torch
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -13,29 +16,63 @@ def readme_example() -> str:
     return blocks[0]
 
 
-def test_readme_example_trains_saves_applies_and_detects(tmp_path, monkeypatch, capsys):
-    from audiotask.testing.dummies import make_sound_event_protocol
+def files_under(folder: Path) -> dict[Path, int | None]:
+    """{path relative to ``folder``: modification time in ns (None for a folder)} of everything below it."""
+    return {path.relative_to(folder): None if path.is_dir() else path.stat().st_mtime_ns for path in folder.rglob("*")}
 
-    make_sound_event_protocol(tmp_path, name="MyDatabase", files_per_subset=(2, 1, 1), duration=6.0)
-    shutil.copy(tmp_path / "audio" / "test00.wav", tmp_path / "recording.wav")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("AUDIOTASK_CACHE", str(tmp_path / "cache"))
+
+def lowest_validation_loss(metrics_csv: Path) -> tuple[int, float]:
+    """Epoch and value of the lowest ``val/loss`` in ``metrics.csv``."""
+    with open(metrics_csv, newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if row.get("val/loss")]
+    assert len(rows) >= 2, "too few validations to choose among"
+    best = min(rows, key=lambda row: float(row["val/loss"]))
+    return int(best["epoch"]), float(best["val/loss"])
+
+
+def test_readme_example_runs_on_the_demo_data_and_writes_only_what_it_names(tmp_path, monkeypatch, capsys):
+    from audiotask.demo.pipeline import QUICK
+    from audiotask.demo.soundscapes import build_demo_dataset
+
+    # what `make demo` writes under demo-output/data, at the size of `audiotask demo --quick`
+    here = tmp_path / "repository"
+    build_demo_dataset(here / "demo-output" / "data", seed=0, num_train=QUICK.num_train,
+                       num_development=QUICK.num_development, num_test=QUICK.num_test, duration=QUICK.duration)
+    before = files_under(here)
+    monkeypatch.chdir(here)
+    monkeypatch.setenv("AUDIOTASK_CACHE", str(tmp_path / "cache"))  # the user's cache, not the current folder
     code = readme_example()
-    # the only changes: one short, quiet epoch instead of ten
-    assert "Trainer(max_epochs=10)" in code
-    code = code.replace(
-        "Trainer(max_epochs=10)",
-        "Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)",
-    )
+    # the only change: two epochs (two validations to choose the best of) instead of ten
+    assert "max_epochs=10" in code
     namespace: dict = {}
-    exec(compile(code, str(README), "exec"), namespace)
-    assert (tmp_path / "my-model" / "model.safetensors").is_file()
+    exec(compile(code.replace("max_epochs=10", "max_epochs=2"), str(README), "exec"), namespace)
+
+    after = files_under(here)
+    run_folder = Path("demo-output") / "my-run"
+    written = {path for path, modified in after.items() if path not in before or before[path] != modified}
+    assert run_folder in written
+    assert [path for path in written if path != run_folder and run_folder not in path.parents] == []
+    assert not (here / "lightning_logs").exists()
+
+    # the kept model is the checkpoint of lowest validation loss, not the last state
+    run = namespace["run"]
+    assert run.model == run_folder / "model" and (here / run.model / "model.safetensors").is_file()
+    checkpoint = torch.load(run.checkpoint, map_location="cpu", weights_only=True)
+    epoch, loss = lowest_validation_loss(here / run.metrics)
+    assert checkpoint["epoch"] == epoch and run.best_score == pytest.approx(loss)
+    best = checkpoint["state_dict"]
+    from audiotask.core.model import Model
+
+    kept = Model.from_pretrained(here / run.model).state_dict()
+    assert kept.keys() == best.keys() and all(torch.equal(kept[name], best[name]) for name in best)
+
     scores = namespace["scores"]
     # one score per class of the task, as the model's head was built from its specifications
     classes = namespace["task"].specifications.classes
     assert scores.data.shape[1] == len(classes) > 0 and list(scores.labels) == classes
     assert ((scores.data >= 0) & (scores.data <= 1)).all()
     events = namespace["events"]
-    assert all(0 <= onset < offset <= 6.0 + 1e-6 and label in scores.labels for onset, offset, label in events)
+    assert all(0 <= onset < offset <= QUICK.duration + 1e-6 and label in scores.labels
+               for onset, offset, label in events)
     # the example's print, after pyannote.database's notes about the protocol
     assert capsys.readouterr().out.strip().splitlines()[-1] == repr(events[:3])

@@ -1,5 +1,6 @@
 """Training resumed from a mid-epoch checkpoint sees exactly the batches it would have seen."""
 
+import csv
 import hashlib
 
 import lightning.pytorch as pl
@@ -133,3 +134,88 @@ def test_a_new_run_in_a_used_output_folder_starts_afresh(tmp_path):
         fit_and_save(Debug(task=task), tmp_path / "run", max_steps=9, progress=False, callbacks=[recorder])
         assert len(recorder.seen) == 9
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+
+
+def small_task(yml, name, cache):
+    return SoundEventDetection(load_protocol(yml, f"{name}.SpeakerDiarization.Events"), duration=0.5, batch_size=4,
+                               num_workers=0, resolution="frame", cache=cache)
+
+
+@pytest.mark.parametrize("steps", [13, 18], ids=["between-validations", "at-a-validation-that-replaces-the-best"])
+def test_last_checkpoint_is_the_final_state_of_a_run(tmp_path, steps):
+    import torch
+
+    from audiotask.training import checkpoint_step
+    from audiotask.training import fit as fit_and_save
+
+    yml = make_sound_event_protocol(tmp_path / "data", name="Last")
+
+    def train(output, max_steps, ckpt_path=None):
+        pl.seed_everything(0, verbose=False)
+        recorder = BatchRecorder()
+        result = fit_and_save(Debug(task=small_task(yml, "Last", tmp_path / "cache")), output, max_steps=max_steps,
+                              progress=False, callbacks=[recorder], ckpt_path=ckpt_path)
+        assert result.checkpoint.is_file()  # the best one, which the resumed run's state must name
+        return recorder.seen
+
+    full = train(tmp_path / "full", 22)
+    # validations (and best checkpoints) come at steps 9 and 18, the ends of 9-step epochs
+    train(tmp_path / "run", steps)
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert checkpoint_step(last) == steps
+    # the budget raised from there: the run goes on where it stopped, on the same batches
+    assert train(tmp_path / "run", 22, ckpt_path=last) == full[steps:]
+    weights = [torch.load(path / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+               for path in (tmp_path / "full", tmp_path / "run")]
+    assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
+
+
+def metrics_rows(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def same_run_metrics(resumed, full, *, resumed_epoch):
+    """``resumed`` rows equal ``full`` rows, but for the epoch mean of the training loss of the
+    epoch the run resumed in (Lightning does not keep the running mean in a checkpoint)."""
+    assert [(row["epoch"], row["step"]) for row in resumed] == [(row["epoch"], row["step"]) for row in full]
+    for mine, theirs in zip(resumed, full):
+        if mine["epoch"] == str(resumed_epoch) and mine["train/loss_epoch"]:
+            continue
+        assert mine == theirs
+
+
+@pytest.mark.parametrize("checkpoint,step", [("last", 10), ("interrupted", 13)])
+def test_a_resumed_run_continues_the_metrics_log_of_its_output_folder(tmp_path, checkpoint, step):
+    from audiotask.training import checkpoint_step
+    from audiotask.training import fit as fit_and_save
+
+    yml = make_sound_event_protocol(tmp_path / "data", name="Log")
+    options = dict(max_steps=22, progress=False, log_every_n_steps=1, checkpoint_every=5)
+
+    def train(output, **extra):
+        pl.seed_everything(0, verbose=False)
+        fit_and_save(Debug(task=small_task(yml, "Log", tmp_path / "cache")), output, **options, **extra)
+
+    train(tmp_path / "full")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(tmp_path / "run", callbacks=[CrashAtStep(13)])
+    # the crashed run logged steps 10 to 12 after last.ckpt: the resumed run logs them again
+    assert max(int(row["step"]) for row in metrics_rows(tmp_path / "run" / "metrics.csv")) == 12
+    path = tmp_path / "run" / "checkpoints" / f"{checkpoint}.ckpt"
+    assert checkpoint_step(path) == step
+    train(tmp_path / "run", ckpt_path=path)
+    full = metrics_rows(tmp_path / "full" / "metrics.csv")
+    assert len(full) == 22 + 2 + 3  # a row per step, per validation, per epoch's mean
+    same_run_metrics(metrics_rows(tmp_path / "run" / "metrics.csv"), full, resumed_epoch=1)
+
+
+class CrashAtStep(Callback):
+    """Raises before optimiser step ``step``."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.step:
+            raise RuntimeError("simulated crash")

@@ -35,8 +35,10 @@ def test_uri_of_strips_only_an_audio_extension(filename, uri):
 def test_audio_extensions_are_one_tuple_shared_by_the_folder_scan():
     from audiotask.cli import common
 
-    assert AUDIO_EXTENSIONS == (".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif")
+    assert {".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif", ".caf", ".au"} <= set(AUDIO_EXTENSIONS)
     assert common.AUDIO_EXTENSIONS is AUDIO_EXTENSIONS
+    # whatever the folder scan finds, its uri loses the extension
+    assert all(uri_of(f"clip{extension}") == "clip" for extension in common.audio_extensions())
     # code importing the rule from its former home gets the same function
     assert dcase.uri_of is uri_of
 

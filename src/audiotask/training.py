@@ -1,11 +1,16 @@
 """Training a model on its task with Lightning, the way ``audiotask train`` and the demo do.
 
 One function builds the trainer (progress bar, checkpoints, CSV metrics log under one
-output folder), one fits and saves the best model with ``save_pretrained``.
+output folder), one fits and saves the best model with ``save_pretrained``. A run keeps what
+it has: ``checkpoints/last.ckpt`` is the latest state (every ``checkpoint_every`` steps and
+at the end, written atomically), a run stopped by an exception leaves
+``checkpoints/interrupted.ckpt``, and a resumed run appends to ``metrics.csv``.
 """
 
 from __future__ import annotations
 
+import csv
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,18 +18,24 @@ from typing import Optional
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, Checkpoint, ModelCheckpoint, Timer
 from lightning.pytorch.loggers import CSVLogger
 
 from audiotask.core.model import Model
 
 #: name of the checkpoint written when training stops on an exception (Ctrl-C included)
 INTERRUPTED = "interrupted"
+#: name of the checkpoint that always holds the latest state
+LAST = "last"
+#: default of ``checkpoint_every``: a CRNN step costs about 0.1 s on two CPU cores (the demo's
+#: 1,240 steps take under three minutes), a larger model's on a GPU about as much, so a kill
+#: loses some ten seconds to a minute of training, for a save of milliseconds
+CHECKPOINT_EVERY = 100
 
 
 @dataclass
 class TrainingResult:
-    """Where a training run wrote its outputs."""
+    """Where a training run wrote its outputs, and how far it went."""
 
     model: Path  #: ``save_pretrained`` folder of the kept model
     checkpoints: Path  #: Lightning checkpoints
@@ -32,6 +43,92 @@ class TrainingResult:
     checkpoint: Optional[Path]  #: checkpoint the saved model comes from
     monitored: Optional[str] = None  #: metric that chose it (None: the last one)
     best_score: Optional[float] = None
+    steps: int = 0  #: optimiser steps done, those of the run it resumed included
+    epochs: int = 0  #: epochs begun (Lightning's ``current_epoch`` after training)
+    skipped: int = 0  #: batches of this run skipped for a non-finite loss
+    #: why training stopped before its step / epoch budget (a time cap), None if it did not
+    cut_short: Optional[str] = None
+
+    def summary(self) -> str:
+        """One line: the steps and epochs trained, skipped batches, and what cut the run short."""
+        line = f"{self.steps} steps in {self.epochs} epoch{'s' if self.epochs != 1 else ''}"
+        if self.skipped:
+            line += f", {self.skipped} batch{'es' if self.skipped != 1 else ''} skipped for a non-finite loss"
+        if self.cut_short:
+            line += f"; CUT SHORT: {self.cut_short}"
+        return line
+
+
+def save_checkpoint_atomically(trainer: pl.Trainer, path: str | Path) -> None:
+    """``trainer.save_checkpoint(path)`` through a temporary file renamed over ``path``.
+
+    A kill mid-write then leaves the previous checkpoint whole. Lightning's own "atomic"
+    save is not enough: it stages the file in the system's temporary folder and moves it,
+    which across file systems copies it in place, truncated by a kill.
+    """
+    path = Path(path)
+    partial = path.with_name(f".{path.name}.partial")
+    trainer.save_checkpoint(partial, weights_only=False)  # collective: every rank calls it, rank zero writes
+    if trainer.is_global_zero:
+        with open(partial, "rb") as handle:
+            os.fsync(handle.fileno())  # the rename must not reach the disk before the data
+        os.replace(partial, path)
+
+
+class LatestCheckpoint(Checkpoint):
+    """Keeps ``path`` at the latest state: every ``every_n_steps`` optimiser steps and at the
+    last step, written atomically, so that a kill loses at most ``every_n_steps`` steps.
+
+    Lightning's ``ModelCheckpoint(save_last=True)`` rewrites ``last.ckpt`` only along with
+    another checkpoint (with a monitored metric: after validation), so a run ending between
+    validations left a ``last.ckpt`` tens of steps old, to which ``--resume`` went back. The
+    last step is saved when it ends, not when training ends: by then Lightning counts a
+    stopped epoch as complete, and a resumed run would skip the rest of it. (A ``Checkpoint``
+    subclass: Lightning calls it after the other callbacks, a time cap's included, so it sees
+    their ``should_stop``.)
+    """
+
+    def __init__(self, path: str | Path, every_n_steps: Optional[int] = CHECKPOINT_EVERY):
+        if every_n_steps is not None and every_n_steps < 1:
+            raise ValueError(f"checkpoint every {every_n_steps} steps: give a positive number (or None).")
+        self.path = Path(path)
+        self.every_n_steps = every_n_steps
+        self._saved_step: Optional[int] = None
+
+    def save(self, trainer: pl.Trainer) -> None:
+        if self._saved_step == trainer.global_step:  # saved at this step's end already
+            return
+        save_checkpoint_atomically(trainer, self.path)
+        self._saved_step = trainer.global_step
+
+    @staticmethod
+    def last_step(trainer: pl.Trainer) -> bool:
+        """Whether the step just done is the last one of training."""
+        if trainer.should_stop or 0 <= trainer.max_steps <= trainer.global_step:
+            return True
+        last_epoch = trainer.max_epochs is not None and 0 <= trainer.max_epochs <= trainer.current_epoch + 1
+        return last_epoch and trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int) -> None:
+        if (self.every_n_steps and trainer.global_step % self.every_n_steps == 0) or self.last_step(trainer):
+            self.save(trainer)
+
+    def resave(self, trainer: pl.Trainer) -> None:
+        # after a save at a step's end, validation may have replaced the best checkpoint and
+        # deleted the one the save names as best: save again, after ModelCheckpoint (a
+        # Checkpoint before this one, it is called first), which keeps its best at either hook
+        if self._saved_step == trainer.global_step and not trainer.sanity_checking:
+            self._saved_step = None
+            self.save(trainer)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.resave(trainer)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.resave(trainer)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.save(trainer)  # training stopped otherwise (early stopping after validation): its end state
 
 
 class InterruptedCheckpoint(Callback):
@@ -48,9 +145,20 @@ class InterruptedCheckpoint(Callback):
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.training = False
+        self._saving = False
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.training = True
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        if not self._saving:
+            return
+        # Lightning restores the logging step one past the saved one, as it expects a save
+        # after a step's update; an exception before the update (in training_step, say)
+        # would shift every later row of metrics.csv by one step
+        loop = checkpoint["loops"]["fit_loop"]["epoch_loop.state_dict"]
+        if loop.get("_batches_that_stepped") == trainer.global_step:
+            loop["_batches_that_stepped"] -= 1
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.training = False
@@ -64,10 +172,25 @@ class InterruptedCheckpoint(Callback):
         if trainer.world_size > 1 and not isinstance(exception, KeyboardInterrupt):
             # saving is collective: ranks that did not fail would never join it (Ctrl-C reaches all)
             return
+        self._saving = True
         try:
-            trainer.save_checkpoint(self.path)
+            save_checkpoint_atomically(trainer, self.path)
         except Exception as error:  # the exception that stopped training is the one to report
             warnings.warn(f"could not save {self.path} after {type(exception).__name__}: {error}")
+        finally:
+            self._saving = False
+
+
+class SkippedBatches(Callback):
+    """Counts the training batches skipped for a non-finite loss (``Task.training_step``
+    returned None: Lightning hands an empty output to this hook)."""
+
+    def __init__(self):
+        self.count = 0
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int) -> None:
+        if not outputs:
+            self.count += 1
 
 
 def set_learning_rate(model: Model, learning_rate: float) -> None:
@@ -87,6 +210,7 @@ def make_trainer(
     max_steps: Optional[int] = None,
     validation: bool = True,
     check_val_every_n_epoch: int = 1,
+    checkpoint_every: Optional[int] = CHECKPOINT_EVERY,
     progress: bool = True,
     **trainer_options,
 ) -> tuple[pl.Trainer, ModelCheckpoint]:
@@ -104,10 +228,15 @@ def make_trainer(
         ``val/loss`` is then kept as best, otherwise the last one.
     check_val_every_n_epoch : int
         Validate every that many epochs.
+    checkpoint_every : int, optional
+        Write ``checkpoints/last.ckpt`` every that many optimiser steps (None: only at the
+        end); it is also written when training ends.
     progress : bool
         Show a tqdm progress bar.
     **trainer_options
-        Passed to ``lightning.pytorch.Trainer``; ``callbacks`` are added to the two above.
+        Passed to ``lightning.pytorch.Trainer`` (e.g. ``gradient_clip_val``; a ``max_time``
+        cap is reported by :func:`fit` when it cuts the run short); ``callbacks`` are added
+        to the trainer's own.
     """
     if max_epochs is None and max_steps is None:
         raise ValueError("make_trainer: give max_epochs or max_steps.")
@@ -115,6 +244,7 @@ def make_trainer(
     # a run stopped by Ctrl-C or an error leaves checkpoints/interrupted.ckpt, from which
     # --resume continues mid-epoch (the epoch-end checkpoints alone would lose the epoch)
     interrupted = InterruptedCheckpoint(output / "checkpoints" / f"{INTERRUPTED}.ckpt")
+    latest = LatestCheckpoint(output / "checkpoints" / f"{LAST}.ckpt", every_n_steps=checkpoint_every)
     checkpoint = ModelCheckpoint(
         dirpath=output / "checkpoints",
         # metric names contain "/": keep them out of file names, which would become folders
@@ -122,7 +252,7 @@ def make_trainer(
         auto_insert_metric_name=False,
         monitor="val/loss" if validation else None,
         mode="min",
-        save_last=True,
+        save_last=False,  # last.ckpt is LatestCheckpoint's
     )
     options = dict(
         accelerator="auto",
@@ -130,7 +260,7 @@ def make_trainer(
         max_epochs=-1 if max_epochs is None else max_epochs,
         max_steps=-1 if max_steps is None else max_steps,
         logger=CSVLogger(output, name="", version=""),
-        callbacks=[checkpoint, interrupted, *trainer_options.pop("callbacks", [])],
+        callbacks=[checkpoint, latest, interrupted, SkippedBatches(), *trainer_options.pop("callbacks", [])],
         enable_progress_bar=progress,
         enable_model_summary=progress,
         log_every_n_steps=10,
@@ -141,36 +271,112 @@ def make_trainer(
     return pl.Trainer(**options), checkpoint
 
 
+def checkpoint_step(path: str | Path) -> int:
+    """The optimiser step at which the Lightning checkpoint ``path`` was saved."""
+    # audiotask checkpoints hold plain values only (see Model.on_save_checkpoint); mmap
+    # leaves the weights on disk
+    return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["global_step"])
+
+
+def metrics_before(path: Path, step: int) -> Optional[tuple[list[str], list[dict]]]:
+    """Header and rows of the metrics log ``path`` logged before optimiser step ``step``
+    (None if there is no log): what a run resumed at ``step`` keeps of it."""
+    if not path.is_file():
+        return None
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        rows = [row for row in reader if row.get("step") and int(row["step"]) < step]
+        return list(reader.fieldnames or []), rows
+
+
+def continue_metrics_log(logger: CSVLogger, header: list[str], rows: list[dict]) -> None:
+    """Make ``logger`` append to a ``metrics.csv`` holding ``rows`` (under ``header``).
+
+    Lightning's CSV writer deletes an existing ``metrics.csv`` when it is created, then
+    appends what it logs (rewriting the file when a new column appears): the kept rows are
+    written back right after, from a file renamed into place.
+    """
+    path = Path(logger.log_dir) / "metrics.csv"
+    partial = path.with_name(f".{path.name}.partial")
+    with open(partial, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=header)
+        writer.writeheader()
+        writer.writerows(rows)
+    experiment = logger.experiment  # creating it deletes metrics.csv
+    os.replace(partial, path)
+    experiment.metrics_keys = list(header)
+
+
+def cut_short(trainer: pl.Trainer) -> Optional[str]:
+    """What a wall-clock cap (``max_time``) did if it stopped training before its step /
+    epoch budget, else None."""
+    timers = [callback for callback in trainer.callbacks if isinstance(callback, Timer)]
+    remaining = timers[0].time_remaining() if timers else None
+    if remaining is None or remaining > 0:
+        return None
+    steps_done = 0 <= trainer.max_steps <= trainer.global_step
+    # current_epoch counts an epoch that max_time stopped midway as done
+    epochs_done = (trainer.max_epochs is not None and 0 <= trainer.max_epochs <= trainer.current_epoch
+                   and trainer.fit_loop.epoch_loop.batch_progress.is_last_batch)
+    if steps_done or epochs_done:
+        return None
+    budget = " / ".join(
+        f"{value} {name}" for name, value in (("steps", trainer.max_steps), ("epochs", trainer.max_epochs))
+        if value is not None and value >= 0
+    )
+    cap = timers[0].time_elapsed() + remaining
+    return (f"the wall-clock cap (max_time {cap:.0f} s) stopped training at step {trainer.global_step}, "
+            f"before its budget of {budget}")
+
+
 def fit(model: Model, output: str | Path, *, ckpt_path: Optional[str | Path] = None, **trainer_options) -> TrainingResult:
     """Train ``model`` (its task attached) and save the kept model to ``output/model``.
 
     ``trainer_options`` are those of :func:`make_trainer`. The kept model is the checkpoint
     with the lowest validation loss when the task has a development subset, else the last.
-    ``ckpt_path`` resumes an interrupted run from its Lightning checkpoint.
+    ``ckpt_path`` resumes an interrupted run from its Lightning checkpoint; the rows of
+    ``output/metrics.csv`` logged before its step are kept, the resumed run's appended.
+    A wall-clock cap (``max_time``) that stops training early is said in the result's
+    ``cut_short`` and warned about.
     """
     if model.task is None:
         raise ValueError("fit: attach a task to the model first (model.task = task).")
     output = Path(output)
     validation = bool(model.task.has_validation)
+    kept_metrics = None if ckpt_path is None else metrics_before(output / "metrics.csv", checkpoint_step(ckpt_path))
     trainer, checkpoint = make_trainer(output, validation=validation, **trainer_options)
     with warnings.catch_warnings():
         # metrics.csv sits next to the other outputs: the folder is not empty by design, and
         # only an earlier metrics.csv is replaced
         warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
+        # Task.training_step's own warning names the step and the reason
+        warnings.filterwarnings("ignore", message=r"`training_step` returned `None`")
+        if kept_metrics is not None and isinstance(trainer.logger, CSVLogger):
+            continue_metrics_log(trainer.logger, *kept_metrics)
         trainer.fit(model, ckpt_path=None if ckpt_path is None else str(ckpt_path))
+    latest = next(callback for callback in trainer.callbacks if isinstance(callback, LatestCheckpoint))
     if validation and checkpoint.best_model_path:
         # the best epoch's weights, read back from its checkpoint (no pickle, see Model)
         kept: Optional[Path] = Path(checkpoint.best_model_path)
-        Model.from_pretrained(kept).save_pretrained(output / "model")
+        if trainer.is_global_zero:  # under DDP every rank gets here: one writes
+            Model.from_pretrained(kept).save_pretrained(output / "model")
     else:  # no validation ran: the model as training left it
-        kept = Path(checkpoint.last_model_path) if checkpoint.last_model_path else None
-        model.save_pretrained(output / "model")
+        kept = latest.path if latest.path.is_file() else None
+        if trainer.is_global_zero:
+            model.save_pretrained(output / "model")
     score = checkpoint.best_model_score
-    return TrainingResult(
+    result = TrainingResult(
         model=output / "model",
         checkpoints=output / "checkpoints",
         metrics=output / "metrics.csv",
         checkpoint=kept,
         monitored="val/loss" if validation and checkpoint.best_model_path else None,
         best_score=float(score) if validation and score is not None else None,
+        steps=trainer.global_step,
+        epochs=trainer.current_epoch,
+        skipped=next(callback for callback in trainer.callbacks if isinstance(callback, SkippedBatches)).count,
+        cut_short=cut_short(trainer),
     )
+    if result.cut_short:
+        warnings.warn(f"training cut short: {result.cut_short}")
+    return result

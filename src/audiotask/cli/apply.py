@@ -5,6 +5,10 @@ detections.tsv (DCASE format: filename, onset, offset, event_label), or detectio
 with --format rttm. A chunk-level model's scores of overlapping windows are spread onto
 cells one step long (each the mean of the windows covering it), up to the file's end.
 
+A file that cannot be processed (undecodable, empty, with NaN or infinite samples) does not
+stop the others: it is named on stderr, the outputs of the others are written, and the
+exit status is 1.
+
 example:
   audiotask apply run/model data/audio/test --output predictions --median-filter 0.45
 """
@@ -12,9 +16,11 @@ example:
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from pathlib import Path
 
-from audiotask.cli.common import CommandError, find_audio_files
+from audiotask.cli.common import CommandError, find_audio_files, one_line
 from audiotask.protocols.uris import uri_of
 
 HELP = "apply a trained model to audio files"
@@ -22,7 +28,8 @@ HELP = "apply a trained model to audio files"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", type=Path, help="model folder (save_pretrained) or Lightning .ckpt")
-    parser.add_argument("audio", nargs="+", help="audio files, or folders searched recursively for *.wav / *.flac")
+    parser.add_argument("audio", nargs="+", help="audio files, or folders searched recursively for the formats "
+                        "soundfile decodes (wav, flac, ogg, mp3...)")
     parser.add_argument("--output", type=Path, required=True, metavar="DIR", help="output folder")
     inference = parser.add_argument_group("inference")
     inference.add_argument("--step", type=float, help="hop between chunks in seconds (default: 10%% of the chunk)")
@@ -68,43 +75,92 @@ def postprocessing_options(args: argparse.Namespace) -> dict:
     )
 
 
+#: what one file can raise that should not stop the others: undecodable, empty or
+#: non-finite audio (AudioError, a ValueError), an unreadable file (OSError), or torch
+#: failing on it (RuntimeError, e.g. out of memory on a very long file)
+FILE_ERRORS = (ValueError, OSError, RuntimeError)
+
+
+def load_model(path: Path):
+    """``Model.from_pretrained(path)``; a ``ValueError`` naming the file when it cannot be loaded.
+
+    Not a ``CommandError``: ``audiotask --debug`` then shows where loading failed.
+    """
+    import pickle
+
+    from audiotask.core.model import MANIFEST, Model
+
+    if not path.exists():
+        raise CommandError(f"no such model: {path}")
+    try:
+        return Model.from_pretrained(path)
+    except json.JSONDecodeError as error:  # its message names a line and column, not the file
+        raise ValueError(f"{path / MANIFEST if path.is_dir() else path}: invalid JSON: {error}") from error
+    except (ValueError, OSError, RuntimeError, KeyError, TypeError, pickle.UnpicklingError) as error:
+        reason = f"missing key {error.args[0]!r}" if isinstance(error, KeyError) and error.args else str(error)
+        raise ValueError(one_line(f"cannot load the model {path}: {reason}")) from error
+
+
+def apply_to_file(inference, path: Path, options: dict):
+    """``(scores DataFrame, events)`` of one audio file; raises one of :data:`FILE_ERRORS` naming it."""
+    from audiotask.inference.aggregation import is_per_window, windows_to_timeline
+    from audiotask.inference.formats import scores_to_dataframe
+    from audiotask.inference.postprocessing import scores_to_events
+
+    end = inference.model.audio.get_duration(str(path))
+    file_scores = inference(str(path))
+    if is_per_window(file_scores.sliding_window):
+        # a chunk model's rows are overlapping windows, the last one running over zero
+        # padding: a timeline of step-long cells stopping at the file's end replaces them
+        file_scores = windows_to_timeline(file_scores, end=end)
+    return scores_to_dataframe(file_scores, end=end), scores_to_events(file_scores, end=end, **options)
+
+
+def file_problem(path: Path, error: BaseException) -> str:
+    """``error`` in one line that names ``path`` (once: library errors often name it already)."""
+    message = one_line(str(error))
+    return message if str(path) in message else f"{path}: {message}"
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm.auto import tqdm
 
-    from audiotask.inference.aggregation import is_per_window, windows_to_timeline
-    from audiotask.inference.formats import scores_to_dataframe, write_events_tsv, write_rttm, write_scores
+    from audiotask.inference.formats import write_events_tsv, write_rttm, write_scores
     from audiotask.inference.inference import Inference
-    from audiotask.inference.postprocessing import events_to_annotation, scores_to_events
+    from audiotask.inference.postprocessing import events_to_annotation
 
     options = postprocessing_options(args)
     files = find_audio_files(args.audio)
-    if not args.model.exists():
-        raise CommandError(f"no such model: {args.model}")
+    model = load_model(args.model)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        inference = Inference(args.model, step=args.step, batch_size=args.batch_size, device=device)
+        inference = Inference(model, step=args.step, batch_size=args.batch_size, device=device)
     except ValueError as error:  # --step outside (0, chunk duration], --batch-size < 1
         raise CommandError(str(error)) from None
-    scores, events = {}, {}
+    # one file that cannot be processed must not cost the others their outputs
+    scores, events, failed = {}, {}, {}
     for path in tqdm(files, desc="Files", unit="file", disable=not args.progress):
-        end = inference.model.audio.get_duration(str(path))
-        file_scores = inference(str(path))
-        if is_per_window(file_scores.sliding_window):
-            # a chunk model's rows are overlapping windows, the last one running over zero
-            # padding: a timeline of step-long cells stopping at the file's end replaces them
-            file_scores = windows_to_timeline(file_scores, end=end)
-        scores[path.name] = scores_to_dataframe(file_scores, end=end)
-        events[path.name] = scores_to_events(file_scores, end=end, **options)
-    args.output.mkdir(parents=True, exist_ok=True)
-    write_scores(args.output / "scores", scores)
-    if args.format == "tsv":
-        detections = args.output / "detections.tsv"
-        write_events_tsv(detections, events)
-    else:
-        detections = args.output / "detections.rttm"
-        write_rttm(detections, [events_to_annotation(file_events, uri_of(name)) for name, file_events in events.items()])
-    print(f"{sum(map(len, events.values()))} events in {len(files)} files")
-    print(f"scores:     {args.output / 'scores'}")
-    print(f"detections: {detections}")
+        try:
+            scores[path.name], events[path.name] = apply_to_file(inference, path, options)
+        except FILE_ERRORS as error:
+            failed[path] = file_problem(path, error)
+            tqdm.write(f"audiotask apply: failed: {failed[path]}", file=sys.stderr)
+    if scores:
+        args.output.mkdir(parents=True, exist_ok=True)
+        write_scores(args.output / "scores", scores)
+        if args.format == "tsv":
+            detections = args.output / "detections.tsv"
+            write_events_tsv(detections, events)
+        else:
+            detections = args.output / "detections.rttm"
+            write_rttm(detections, [events_to_annotation(file_events, uri_of(name))
+                                    for name, file_events in events.items()])
+        print(f"{sum(map(len, events.values()))} events in {len(scores)} files")
+        print(f"scores:     {args.output / 'scores'}")
+        print(f"detections: {detections}")
+    if failed:
+        written = f"outputs written for the other {len(scores)}" if scores else "nothing written"
+        print(f"audiotask apply: {len(failed)} of {len(files)} files failed; {written}", file=sys.stderr)
+        return 1
     return 0

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 # the extensions ``audiotask apply`` looks for in folders are those a uri is stripped of
-from audiotask.protocols.uris import AUDIO_EXTENSIONS, uri_of
+from audiotask.protocols.uris import AUDIO_EXTENSIONS, FORMAT_EXTENSIONS, uri_of
 
 
 class CommandError(Exception):
     """A user's mistake (missing file, conflicting options): reported in one line, exit status 2."""
+
+
+def one_line(text: str) -> str:
+    """``text`` with its lines joined by spaces: an error or a warning on the command line is one line."""
+    return " ".join(line.strip() for line in str(text).splitlines() if line.strip())
 
 
 def parse_options(pairs: Sequence[str]) -> dict:
@@ -41,28 +46,45 @@ def parse_classes(text: str | None) -> list[str] | None:
     return classes
 
 
+def audio_extensions() -> tuple[str, ...]:
+    """Extensions (lowercase, with the dot) of the formats the installed soundfile decodes
+    (see ``protocols.uris.FORMAT_EXTENSIONS``; a format it does not list is looked for under
+    its own name, ".xyz" for "XYZ"), sorted."""
+    import soundfile
+
+    found = set()
+    for name in soundfile.available_formats():
+        found.update(FORMAT_EXTENSIONS.get(name, (f".{name.lower()}",)))
+    return tuple(sorted(found))
+
+
 def find_audio_files(paths: Iterable[str | Path]) -> list[Path]:
     """Audio files among ``paths``: files as given, folders searched recursively (sorted).
 
+    Folders are searched for every format soundfile decodes (:func:`audio_extensions`).
     Raises ``CommandError`` for a missing path, when nothing is found, or when two files
-    share a name (outputs are keyed by file name, as in DCASE files).
+    share a uri (``a/x.wav`` and ``b/x.wav``, or ``x.ogg`` and ``x.mp3``): outputs are keyed
+    by uri (score files, RTTM), so one would overwrite the other.
     """
+    extensions = audio_extensions()
     found: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
-            found.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()))
+            found.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() in extensions and p.is_file()))
         elif path.is_file():
             found.append(path)
         else:
             raise CommandError(f"no such file or folder: {path}")
     if not found:
-        raise CommandError("no audio file (" + ", ".join(AUDIO_EXTENSIONS) + ") found in " + ", ".join(map(str, paths)))
-    names: dict[str, Path] = {}
+        raise CommandError("no audio file (" + ", ".join(extensions) + ") found in " + ", ".join(map(str, paths)))
+    by_uri: dict[str, Path] = {}
     for path in found:
-        if path.name in names and names[path.name] != path:
-            raise CommandError(f"two files are named {path.name}: {names[path.name]} and {path}")
-        names[path.name] = path
-    return list(names.values())
+        uri = uri_of(path.name)
+        if uri in by_uri and by_uri[uri] != path:
+            raise CommandError(f"{by_uri[uri]} and {path} have the same uri {uri!r}, under which outputs are "
+                               "written: rename one, or give them to separate runs")
+        by_uri[uri] = path
+    return list(by_uri.values())
 
 
 def read_durations(path: str | Path) -> dict[str, float]:
@@ -94,6 +116,56 @@ def audio_durations(folder: str | Path, filenames: Iterable[str]) -> dict[str, f
             raise CommandError(f"{filename} is not under {folder}: give its duration with --durations")
         durations[filename] = soundfile.info(str(path)).duration
     return durations
+
+
+def describe_checkpoint_mismatch(checkpoint: str | Path, architecture: str, arguments: Mapping[str, Any]) -> str | None:
+    """How the model a Lightning checkpoint was saved from differs from ``architecture(**arguments)``.
+
+    Read from the checkpoint's manifest (``checkpoint["audiotask"]``, see
+    ``Model.on_save_checkpoint``); None when it tells no difference (or there is none).
+
+    Parameters
+    ----------
+    checkpoint : path of a ``.ckpt`` file
+    architecture : registered name of the current model's class (``architecture_name``)
+    arguments : the current model's constructor arguments (``dict(model.hparams)``)
+    """
+    import torch
+
+    try:
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=True).get("audiotask")
+    except Exception:  # only an explanation is lost: the caller has its own error
+        return None
+    if not isinstance(saved, Mapping):
+        return None
+    if saved.get("architecture") != architecture:
+        return (f"{checkpoint} holds a {saved.get('architecture')} model, not a {architecture}: resume with "
+                f"--model {saved.get('architecture')} and that run's --model-option values")
+
+    def plain(value):  # tuples and lists compare alike, as in a JSON manifest
+        return json.loads(json.dumps(value, default=str))
+
+    theirs, ours = plain(dict(saved.get("arguments", {}))), plain(dict(arguments))
+    differ = [key for key in sorted(set(theirs) | set(ours)) if theirs.get(key) != ours.get(key)]
+    if not differ:
+        return None
+    shown = ", ".join(f"{key}={json.dumps(theirs.get(key))} there, {json.dumps(ours.get(key))} here" for key in differ)
+    options = " ".join(f"--model-option {key}={json.dumps(theirs[key], separators=(',', ':'))}"
+                       for key in differ if key in theirs)
+    return f"{checkpoint} was saved from a {architecture} with other arguments ({shown}): resume with {options}"
+
+
+def resume_mismatch(args) -> str | None:
+    """:func:`describe_checkpoint_mismatch` of ``audiotask train``'s ``--resume`` checkpoint and the
+    model its ``--model`` and ``--model-option`` build; None when that cannot tell."""
+    try:
+        import audiotask.models
+        from audiotask.core.model import architecture_name
+
+        model = getattr(audiotask.models, args.model)(**parse_options(args.model_option))
+        return describe_checkpoint_mismatch(args.resume, architecture_name(type(model)), dict(model.hparams))
+    except Exception:  # called while reporting another error: never raise a new one
+        return None
 
 
 #: warnings that say nothing actionable to a command-line user

@@ -6,7 +6,10 @@ intersection-based F1 are computed from the detections, PSDS1 and PSDS2 from the
 scores when --scores gives the folder `audiotask apply` wrote them to. File durations come
 from --durations (filename<TAB>duration) or from the audio files under --audio; without
 them, only event-based and intersection-based F1 are computed (over the files of
-REFERENCE), since segment-based F1 and PSDS need each file's duration.
+REFERENCE), since segment-based F1 and PSDS need each file's duration. A predicted label
+without reference events is not evaluated (sed_scores_eval scores the reference's classes
+only): a warning names it. A score file that cannot be read is named on stderr, its file
+left out of every metric, the others scored, and the exit status is 1.
 
 Voice activity detection (--task vad): REFERENCE and PREDICTIONS are RTTM (or DCASE TSV)
 files; the detection error rate is computed (no collar) over the regions of --uem, or
@@ -27,6 +30,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
+from collections import Counter
 from pathlib import Path
 
 from audiotask.cli.common import CommandError, audio_durations, read_durations
@@ -51,15 +56,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def read_annotations(path: Path) -> dict:
     """``{uri: pyannote.core.Annotation}`` from an RTTM or DCASE TSV file."""
+    from audiotask.protocols.dcase import not_utf8_error, read_dcase_tsv
+
     if not path.is_file():
         raise CommandError(f"no such file: {path}")
-    if path.suffix.lower() == ".rttm":
-        from pyannote.database.util import load_rttm
+    try:
+        if path.suffix.lower() == ".rttm":
+            from pyannote.database.util import load_rttm
 
-        return load_rttm(str(path))
-    from audiotask.protocols.dcase import read_dcase_tsv
-
-    return read_dcase_tsv(path)
+            return load_rttm(str(path))
+        return read_dcase_tsv(path)
+    except UnicodeDecodeError as error:
+        raise not_utf8_error(path, error) from None
 
 
 def overlap_annotations(annotations: dict) -> dict:
@@ -100,7 +108,12 @@ def evaluate_vad(args: argparse.Namespace, *, overlap: bool = False) -> dict:
             raise CommandError(f"no such file: {args.uem}")
         from pyannote.database.util import load_uem
 
-        uems = load_uem(str(args.uem))
+        from audiotask.protocols.dcase import not_utf8_error
+
+        try:
+            uems = load_uem(str(args.uem))
+        except UnicodeDecodeError as error:
+            raise not_utf8_error(args.uem, error) from None
     elif args.durations is not None:
         # durations by uri: RTTM files name files by uri, not by filename
         durations = {uri_of(name): seconds for name, seconds in read_durations(args.durations).items()}
@@ -149,8 +162,10 @@ def evaluate_sed(args: argparse.Namespace) -> dict:
     """Event / segment / intersection F1 of the detections, PSDS of the scores when given.
 
     Without durations, only event-based and intersection-based F1 (a note on stderr says so).
+    A score file that cannot be read is named on stderr and its file left out of every
+    metric; the results then list it under "failed".
     """
-    from audiotask.inference.formats import read_events_tsv, read_scores
+    from audiotask.inference.formats import read_events_tsv, read_score_files
     from audiotask.metrics.sound_events import evaluate_sound_events
 
     for path in (args.reference, args.predictions):
@@ -160,16 +175,62 @@ def evaluate_sed(args: argparse.Namespace) -> dict:
         raise CommandError("--scores (PSDS) needs file durations: give --durations FILE or --audio DIR")
     ground_truth = read_events_tsv(args.reference)
     detections = read_events_tsv(args.predictions)
-    scores = None
+    scores, failed = None, {}
     if args.scores is not None:
         if not args.scores.is_dir():
             raise CommandError(f"no such folder: {args.scores}")
-        scores = read_scores(args.scores)
+        scores, failed = read_score_files(args.scores)
+        for problem in failed.values():
+            print(f"audiotask evaluate: failed: {problem}", file=sys.stderr)
+    left_out = {path.name[: -len(".tsv")] for path in failed if path.name.endswith(".tsv")}
+    ground_truth, detections = without_files(ground_truth, left_out), without_files(detections, left_out)
+    warn_unused_labels(args, ground_truth, detections, scores)
     durations = sed_durations(args, ground_truth)
-    if durations is None:
-        print(NO_DURATIONS_NOTE, file=sys.stderr)
-        return evaluate_without_durations(ground_truth, detections)
-    return evaluate_sound_events(ground_truth, durations, detections=detections, scores=scores)
+    if durations is not None:
+        durations = without_files(durations, left_out)
+    if failed and not ground_truth:
+        raise CommandError(f"no file left to evaluate: the score files of every file of {args.reference} failed")
+    with warnings.catch_warnings():
+        # the classes left out were named above, with the file that has them
+        warnings.filterwarnings("ignore", message=LEFT_OUT_CLASSES)
+        if durations is None:
+            print(NO_DURATIONS_NOTE, file=sys.stderr)
+            results = evaluate_without_durations(ground_truth, detections)
+        else:
+            results = evaluate_sound_events(ground_truth, durations, detections=detections, scores=scores)
+    if failed:
+        results["failed"] = {str(path): problem for path, problem in failed.items()}
+        print(f"audiotask evaluate: {len(failed)} score file(s) failed: the results leave out "
+              f"{len(left_out)} file(s) of the evaluation", file=sys.stderr)
+    return results
+
+
+#: the start of the warning of ``audiotask.metrics.events.evaluated_classes``
+LEFT_OUT_CLASSES = "classes without ground truth events are not evaluated"
+
+
+def without_files(mapping: dict, uris: set) -> dict:
+    """``mapping`` (keyed by filename or uri) less the files of ``uris``."""
+    return {name: value for name, value in mapping.items() if uri_of(name) not in uris}
+
+
+def warn_unused_labels(args: argparse.Namespace, ground_truth: dict, detections: dict, scores) -> None:
+    """Name on stderr the predicted labels and scored classes without reference events.
+
+    sed_scores_eval evaluates classes with reference events only (a class without any has
+    no recall), so the detections of such a label count nowhere, neither as true nor as
+    false positives: a misspelt label would otherwise vanish without a word.
+    """
+    used = {label for events in ground_truth.values() for _, _, label in events}
+    counts = Counter(label for events in detections.values() for _, _, label in events if label not in used)
+    if counts:
+        labels = ", ".join(f"{label} ({count} event{'s' * (count > 1)})" for label, count in sorted(counts.items()))
+        print(f"audiotask evaluate: warning: {args.predictions} has label(s) without reference events in "
+              f"{args.reference}, not evaluated (neither true nor false positives): {labels}", file=sys.stderr)
+    classes = sorted({name for frame in (scores or {}).values() for name in frame.columns[2:]} - used)
+    if classes:
+        print(f"audiotask evaluate: warning: the scores in {args.scores} have class(es) without reference events "
+              f"in {args.reference}, not evaluated: {', '.join(classes)}", file=sys.stderr)
 
 
 def evaluate_osd(args: argparse.Namespace) -> dict:
@@ -193,14 +254,12 @@ def evaluated_task_names() -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        results = EVALUATIONS[registry.resolve(args.task).name](args)
-    except ValueError as error:  # the metrics name the file or class at fault: one line is enough
-        raise CommandError(str(error)) from None
+    # a ValueError (the metrics name the file or class at fault) is said in one line by cli/main.py
+    results = EVALUATIONS[registry.resolve(args.task).name](args)
     if args.json:
         print(json.dumps(results, indent=2))
     else:
         from audiotask.metrics.sound_events import format_table
 
         print(format_table(results))
-    return 0
+    return 1 if results.get("failed") else 0

@@ -8,11 +8,13 @@ what it needs inside its ``run(args)``.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import sys
+import warnings
 from typing import Optional, Sequence
 
-from audiotask.cli.common import CommandError
+from audiotask.cli.common import CommandError, one_line
 
 #: subcommand -> module exposing ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``
 VERBS = {
@@ -20,6 +22,7 @@ VERBS = {
     "apply": "audiotask.cli.apply",
     "evaluate": "audiotask.cli.evaluate",
     "demo": "audiotask.cli.demo",
+    "check": "audiotask.cli.check",
 }
 
 
@@ -32,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train, apply and evaluate audio deep-learning models organised around tasks.",
     )
     parser.add_argument("--version", action="version", version=f"audiotask {__version__}")
+    parser.add_argument("--debug", action="store_true", help="on an error, show its traceback, not one line")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module_name in VERBS.items():
         module = importlib.import_module(module_name)
@@ -42,20 +46,70 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         module.add_arguments(subparser)
+        # also after the verb; SUPPRESS: absent here, it leaves the value given before the verb
+        subparser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                               help="on an error, show its traceback, not one line")
         subparser.set_defaults(run=module.run)
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run ``audiotask`` with ``argv`` (default: the process's arguments); return the exit status."""
+    """Run ``audiotask`` with ``argv`` (default: the process's arguments); return the exit status.
+
+    0: done; 1: done, but some inputs failed (the command listed them); 2: a user's error,
+    said in one line (``--debug`` shows the traceback instead).
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return int(args.run(args) or 0)
-    except CommandError as error:
-        # a user's mistake (a missing file, a wrong option) deserves one line, not a traceback
-        print(f"audiotask {args.command}: error: {error}", file=sys.stderr)
-        return 2
+    prefix = f"audiotask {args.command}"
+    with warnings.catch_warnings():
+        if not args.debug:
+            warnings.showwarning = functools.partial(_show_warning_in_one_line, prefix)
+        try:
+            return int(args.run(args) or 0)
+        except CommandError as error:
+            # a user's mistake (a missing file, a wrong option) deserves one line, not a traceback
+            print(f"{prefix}: error: {error}", file=sys.stderr)
+            return 2
+        except USER_ERRORS as error:
+            if args.debug:
+                raise
+            print(f"{prefix}: error: {error_message(error, args)}", file=sys.stderr)
+            return 2
+
+
+#: what the library raises for bad input (a missing or malformed file, a wrong option); as
+#: KeyboardInterrupt and programming errors (TypeError, AttributeError) are not here, they
+#: keep their traceback. OSError covers FileNotFoundError, ValueError covers AudioError,
+#: json.JSONDecodeError and UnicodeDecodeError; RuntimeError is what torch raises for a
+#: checkpoint that does not fit the model (or is no checkpoint).
+USER_ERRORS = (ValueError, OSError, KeyError, RuntimeError)
+
+
+def error_message(error: BaseException, args: argparse.Namespace) -> str:
+    """``error`` as one line: the original error of a dataloader worker, a state-dict
+    mismatch summarised (and explained from a resumed checkpoint's manifest)."""
+    text = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+    if "Original Traceback (most recent call last):" in text:
+        # a dataloader worker's error carries the worker's traceback: keep its last entry
+        lines = text.splitlines()
+        last = max(i for i, line in enumerate(lines) if line and not line[0].isspace())
+        text = "\n".join(lines[last:]).removeprefix(f"{type(error).__name__}: ")
+    elif isinstance(error, KeyError):  # str(KeyError("x")) is "'x'": say what it is
+        text = f"missing key {text!r}"
+    if isinstance(error, RuntimeError) and "Error(s) in loading state_dict" in text:
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        text = " ".join(lines[:2]) + (f" (and {len(lines) - 2} more)" if len(lines) > 2 else "")
+        if getattr(args, "resume", None) is not None and getattr(args, "model", None) is not None:
+            from audiotask.cli.common import resume_mismatch
+
+            text = resume_mismatch(args) or text
+    return one_line(text)
+
+
+def _show_warning_in_one_line(prefix, message, category, filename, lineno, file=None, line=None) -> None:
+    """``warnings.showwarning`` for the command line: ``audiotask VERB: warning: MESSAGE``."""
+    print(f"{prefix}: warning: {one_line(message)}", file=sys.stderr if file is None else file)
 
 
 if __name__ == "__main__":

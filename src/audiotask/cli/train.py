@@ -1,9 +1,10 @@
 """Train a model on a pyannote.database protocol.
 
-Writes, under --output: checkpoints/ (Lightning checkpoints; interrupted.ckpt when the run
-stops on Ctrl-C or an error, to continue it with --resume), metrics.csv (training and
-validation metrics, one row per logging step) and model/ (the kept model, to load with
-Model.from_pretrained or to pass to `audiotask apply`).
+Writes, under --output: checkpoints/ (Lightning checkpoints: last.ckpt, the latest state,
+every --checkpoint-every steps and at the end; interrupted.ckpt when the run stops on Ctrl-C
+or an error; either continues the run with --resume), metrics.csv (training and validation
+metrics, one row per logging step; a resumed run appends) and model/ (the kept model, to
+load with Model.from_pretrained or to pass to `audiotask apply`).
 
 example:
   audiotask train --database data/database.yml \\
@@ -21,6 +22,8 @@ from audiotask.tasks import registry
 
 HELP = "train a model on a protocol"
 MODELS = ("CRNN", "Debug")
+#: default of --checkpoint-every (audiotask.training.CHECKPOINT_EVERY, not imported: --help stays light)
+CHECKPOINT_EVERY = 100
 
 #: task constructor keyword -> (its command-line option, how the option's text is read); a
 #: task takes the ones its registry entry lists, and refuses the others
@@ -62,10 +65,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     training.add_argument("--num-workers", type=int, help="dataloader workers (default: half the CPU cores)")
     training.add_argument("--learning-rate", type=float, help="Adam learning rate (default: the model's, 1e-3)")
     training.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    training.add_argument("--gradient-clip", type=float, metavar="VALUE",
+                          help="clip the gradients' norm to VALUE (Lightning's gradient_clip_val; default: no clipping)")
+    training.add_argument("--max-nonfinite-losses", type=int, default=5, metavar="K",
+                          help="a batch whose loss is NaN or infinite is skipped with a warning; training stops "
+                               "with an error at K such losses in a row (default: %(default)s)")
+    training.add_argument("--checkpoint-every", type=int, default=CHECKPOINT_EVERY, metavar="N",
+                          help="write checkpoints/last.ckpt (atomically) every N optimiser steps and at the end: a "
+                               "killed run loses at most N steps (default: %(default)s)")
     training.add_argument("--resume", type=Path, metavar="CKPT",
                           help="continue a run from its Lightning checkpoint: checkpoints/interrupted.ckpt (written when a run "
-                               "stops on Ctrl-C or an error, mid-epoch) or checkpoints/last.ckpt; training goes on with "
-                               "the chunks it would have seen; give the same options as that run")
+                               "stops on Ctrl-C or an error, mid-epoch) or checkpoints/last.ckpt (its latest state); "
+                               "training goes on with the chunks it would have seen, and metrics.csv of the same "
+                               "--output goes on from the checkpoint's step; give the same options as that run")
     training.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     parser.add_argument("--output", type=Path, required=True, metavar="DIR", help="output folder")
 
@@ -125,26 +137,42 @@ def make_model(args: argparse.Namespace, task):
         raise CommandError(f"--model-option for {args.model}: {error}") from None
 
 
+def training_options(args: argparse.Namespace) -> dict:
+    """Keywords of ``training.fit`` (and of the Trainer) from ``args``; wrong values refused."""
+    checked = {"--checkpoint-every": args.checkpoint_every, "--max-nonfinite-losses": args.max_nonfinite_losses,
+               "--gradient-clip": args.gradient_clip}
+    for flag, value in checked.items():
+        if value is not None and value <= 0:
+            raise CommandError(f"{flag} must be positive, not {value}")
+    return dict(
+        max_epochs=10 if args.epochs is None and args.max_steps is None else args.epochs,
+        max_steps=args.max_steps, progress=args.progress, checkpoint_every=args.checkpoint_every,
+        gradient_clip_val=args.gradient_clip,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     import lightning.pytorch as pl
 
     from audiotask.training import fit, set_learning_rate
 
     quiet_warnings()
+    options = training_options(args)  # before the data: a wrong value fails at once
     pl.seed_everything(args.seed, workers=True)
     protocol = load_protocol(args.database, args.protocol)
     task = make_task(args, protocol)
     model = make_model(args, task)
     if args.learning_rate is not None:
         set_learning_rate(model, args.learning_rate)
-    epochs = 10 if args.epochs is None and args.max_steps is None else args.epochs
     if args.resume is not None and not args.resume.is_file():
         raise CommandError(f"no such checkpoint: {args.resume}")
-    result = fit(model, args.output, max_epochs=epochs, max_steps=args.max_steps, progress=args.progress,
-                 ckpt_path=args.resume)
+    task.max_nonfinite_losses = args.max_nonfinite_losses
+    result = fit(model, args.output, ckpt_path=args.resume, **options)
     print(f"model:       {result.model}")
     print(f"checkpoints: {result.checkpoints}")
     print(f"metrics:     {result.metrics}")
+    if result.skipped or result.cut_short:
+        print(f"training:    {result.summary()}")
     if result.monitored is not None:
         print(f"kept the checkpoint with the best {result.monitored} ({result.best_score:.4f}): {result.checkpoint}")
     return 0

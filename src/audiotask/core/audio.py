@@ -47,6 +47,21 @@ def fit_length(samples: np.ndarray, num_samples: int) -> np.ndarray:
     return np.pad(samples, [(0, 0)] * (samples.ndim - 1) + [(0, num_samples - samples.shape[-1])])
 
 
+def check_samples(waveform: torch.Tensor, name: str) -> torch.Tensor:
+    """``waveform`` (any shape, samples last) if it has samples and all are finite.
+
+    ``AudioError`` naming ``name`` otherwise: a NaN or infinite sample spreads into every
+    score of the windows over it, so such a file is refused rather than silently scored (or
+    silently zeroed, which would score a silence that is not in the file).
+    """
+    if waveform.shape[-1] == 0:
+        raise AudioError(f"empty audio file: {name}")
+    finite = torch.isfinite(waveform)
+    if not bool(finite.all()):
+        raise AudioError(f"{name}: {int((~finite).sum())} of {finite.numel()} samples are NaN or infinite")
+    return waveform
+
+
 class Audio:
     """Audio reader.
 
@@ -123,7 +138,8 @@ class Audio:
         if path is None:
             waveform = file["waveform"]
             waveform = waveform.numpy() if isinstance(waveform, torch.Tensor) else np.asarray(waveform)
-            waveform = waveform.reshape(-1, waveform.shape[-1]).mean(axis=0)
+            # channels by product, not -1: a 0-sample waveform leaves -1 undetermined
+            waveform = waveform.reshape(int(np.prod(waveform.shape[:-1])), waveform.shape[-1]).mean(axis=0)
             return waveform[max(start, 0) : stop].astype(np.float32), int(file["sample_rate"])
         handle = self.decoder(path)
         try:

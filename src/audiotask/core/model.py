@@ -7,7 +7,6 @@ starts, or when a saved model is loaded).
 
 from __future__ import annotations
 
-import importlib
 import json
 import warnings
 from pathlib import Path
@@ -27,19 +26,18 @@ FORMAT_VERSION = 1
 
 
 def architecture_name(cls: type) -> str:
-    """``module:QualName`` under which a model class is saved."""
-    return f"{cls.__module__}:{cls.__qualname__}"
+    """Registered name under which a model class is saved (see :mod:`audiotask.models.registry`)."""
+    # imported here: the registry imports the models, which import this module
+    from audiotask.models import registry
+
+    return registry.architecture_name(cls)
 
 
-def resolve_architecture(name: str) -> type:
-    """Class from a name written by :func:`architecture_name` (a registry, not a pickle)."""
-    module_name, _, qualname = name.partition(":")
-    target: Any = importlib.import_module(module_name)
-    for attribute in qualname.split("."):
-        target = getattr(target, attribute)
-    if not (isinstance(target, type) and issubclass(target, Model)):
-        raise TypeError(f"{name} is not an audiotask Model.")
-    return target
+def resolve_architecture(name: str, *, source: Optional[str] = None) -> type:
+    """Model class registered as ``name``; never imports a module named by a model file."""
+    from audiotask.models import registry
+
+    return registry.resolve_architecture(name, source=source)
 
 
 def restore_fitting_weights(module: torch.nn.Module, previous: Mapping[str, torch.Tensor]) -> list[str]:
@@ -270,9 +268,11 @@ class Model(pl.LightningModule):
         return directory
 
     @classmethod
-    def from_manifest(cls, manifest: dict[str, Any], state_dict: dict[str, torch.Tensor]) -> "Model":
-        """Rebuild a model from its manifest and weights."""
-        architecture = resolve_architecture(manifest["architecture"])
+    def from_manifest(
+        cls, manifest: dict[str, Any], state_dict: dict[str, torch.Tensor], *, source: Optional[str] = None
+    ) -> "Model":
+        """Rebuild a model from its manifest and weights (``source``: where they were read, for errors)."""
+        architecture = resolve_architecture(manifest["architecture"], source=source)
         if not issubclass(architecture, cls):
             raise TypeError(f"Saved model is a {architecture.__name__}, not a {cls.__name__}.")
         model = architecture(**manifest["arguments"])
@@ -284,8 +284,9 @@ class Model(pl.LightningModule):
     def from_pretrained(cls, path: str | Path) -> "Model":
         """Load a model saved with ``save_pretrained`` (a folder) or a Lightning ``.ckpt``.
 
-        Neither path unpickles code: the folder holds JSON and safetensors; checkpoints are
-        read with ``torch.load(weights_only=True)``.
+        Neither path runs code from the files: the folder holds JSON and safetensors;
+        checkpoints are read with ``torch.load(weights_only=True)``; the architecture is
+        looked up by name among the registered ones, never imported from the name.
         """
         path = Path(path)
         if path.is_dir():
@@ -294,12 +295,13 @@ class Model(pl.LightningModule):
             manifest_path = path / MANIFEST
             if not manifest_path.is_file():
                 raise FileNotFoundError(f"{path} is not a saved audiotask model: {MANIFEST} is missing.")
-            return cls.from_manifest(json.loads(manifest_path.read_text()), load_file(path / WEIGHTS))
+            manifest = json.loads(manifest_path.read_text())
+            return cls.from_manifest(manifest, load_file(path / WEIGHTS), source=str(manifest_path))
         if path.suffix == ".ckpt":
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
             if "audiotask" not in checkpoint:
                 raise ValueError(f"{path} is not an audiotask checkpoint (no 'audiotask' manifest).")
-            return cls.from_manifest(checkpoint["audiotask"], checkpoint["state_dict"])
+            return cls.from_manifest(checkpoint["audiotask"], checkpoint["state_dict"], source=str(path))
         raise FileNotFoundError(f"No saved model at {path} (expected a folder or a .ckpt file).")
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from typing import Callable, Optional, Sequence, Tuple, Union
 
 import lightning.pytorch as pl
@@ -107,6 +108,14 @@ class Task(pl.LightningDataModule):
         """Number of validation samples."""
         raise NotImplementedError(f"{type(self).__name__} must implement val__len__.")
 
+    def __getstate__(self):
+        # a dataloader worker started by spawn (macOS, Windows) gets a pickled copy of the
+        # task: the protocol, which pyannote.database cannot pickle, stays behind; workers
+        # produce samples from what setup() prepared
+        state = dict(self.__dict__)
+        state["protocol"] = None
+        return state
+
     # ---- dataloaders --------------------------------------------------------------
     def collate_fn(self, samples: Sequence[dict]) -> dict[str, torch.Tensor]:
         """Batch samples (stacking "X" and "y")."""
@@ -119,7 +128,6 @@ class Task(pl.LightningDataModule):
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             collate_fn=self.collate_fn,
-            multiprocessing_context="fork" if self.num_workers > 0 and os.name == "posix" else None,
             **kwargs,
         )
 
@@ -167,19 +175,42 @@ class Task(pl.LightningDataModule):
         """Duration in seconds of a batch of (batch, channels, samples) chunks."""
         return waveforms.shape[-1] / self.model.sample_rate
 
+    #: training stops with FloatingPointError at this many non-finite losses in a row (each
+    #: batch before is skipped with a warning); ``audiotask train --max-nonfinite-losses``
+    max_nonfinite_losses: int = 5
+    _nonfinite_in_a_row: int = 0
+
     def training_step(self, batch, batch_idx: int):
         waveforms = self.augment(batch["X"])
         y_pred = self.model(waveforms)
         loss = self.compute_loss(
             y_pred, batch["y"], self.chunk_duration(waveforms), mask=batch.get("mask"), weight=batch.get("weight")
         )
-        if not torch.isfinite(loss):
-            reason = "the input waveforms contain NaN or Inf" if not torch.isfinite(waveforms).all() else (
-                "the model output diverged (lower the learning rate?)"
-            )
-            raise FloatingPointError(f"{type(self).__name__}: loss is {loss.item()} at training step {batch_idx}: {reason}.")
-        self.model.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(waveforms))
-        return {"loss": loss}
+        if torch.isfinite(loss):
+            self._nonfinite_in_a_row = 0
+            self.model.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(waveforms))
+            return {"loss": loss}
+        # one bad batch (a corrupt file, a rare overflow) must not end a long run: on None,
+        # Lightning skips the backward pass, the gradients stay None and the optimiser changes
+        # no weight (the step still counts). Many in a row mean that training diverged: stop.
+        self._nonfinite_in_a_row += 1
+        reason = "the input waveforms contain NaN or Inf" if not torch.isfinite(waveforms).all() else (
+            "the model output diverged (lower the learning rate, or clip gradients?)"
+        )
+        where = (f"{type(self).__name__}: loss is {loss.item()} at training step {self.model.global_step} "
+                 f"(batch {batch_idx} of epoch {self.model.current_epoch}): {reason}")
+        if self._nonfinite_in_a_row >= self.max_nonfinite_losses or self.trainer_world_size() > 1:
+            # under DDP every rank must step together: Lightning cannot skip one rank's batch
+            count, self._nonfinite_in_a_row = self._nonfinite_in_a_row, 0
+            raise FloatingPointError(f"{where}; {count} non-finite losses in a row: training stopped.")
+        warnings.warn(f"{where}; batch skipped ({self._nonfinite_in_a_row} non-finite loss(es) in a row, "
+                      f"training stops at {self.max_nonfinite_losses}).", RuntimeWarning)
+        return None
+
+    def trainer_world_size(self) -> int:
+        """Processes training together (1 without a trainer)."""
+        trainer = getattr(self.model, "_trainer", None)
+        return 1 if trainer is None else int(trainer.world_size)
 
     def setup_metrics(self, model) -> None:
         """Create the default validation metric for the specifications, on the model's device."""
@@ -200,7 +231,8 @@ class Task(pl.LightningDataModule):
         duration = self.chunk_duration(waveforms)
         y_pred = self.model(waveforms)
         loss = self.compute_loss(y_pred, batch["y"], duration, mask=batch.get("mask"), weight=batch.get("weight"))
-        self.model.log("val/loss", loss, prog_bar=True, on_epoch=True, batch_size=len(waveforms))
+        # synced: checkpoint selection and early stopping monitor it on every rank
+        self.model.log("val/loss", loss, prog_bar=True, on_epoch=True, batch_size=len(waveforms), sync_dist=True)
         name, metric = self._validation_metric
         if metric is not None:
             mask = self.validation_mask(y_pred, batch, duration)

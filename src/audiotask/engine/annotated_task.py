@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Literal, Optional, Union
+from typing import Literal, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -31,6 +31,8 @@ from audiotask.core.specifications import Problem, Resolution, Specifications
 from audiotask.core.task import Task
 from audiotask.engine.batches import TrainBatches, ValidationBatches, new_batch_buffer
 from audiotask.engine.builders import ChunkClasses, ChunkSegments, FrameClasses, TargetBuilder, build_targets
+from audiotask.engine.checks import CheckReport, check_protocol
+from audiotask.engine.locks import file_lock
 from audiotask.engine.metadata import ProtocolMetadata, SubsetMetadata
 from audiotask.engine.preparation import STRONG, Preparation, ProtocolFiles, build_metadata, paused_gc, warn_unannotated
 from audiotask.engine.readers import CachedReader, FileReader
@@ -162,7 +164,15 @@ class AnnotatedTask(Task):
         return self._metadata_folder
 
     def prepare_data(self) -> None:
-        """Prepare metadata (and decoded audio) once; Lightning runs this on rank 0 only."""
+        """Prepare metadata (and decoded audio) once.
+
+        Safe in several processes at once (runs started together, the local rank 0 of each
+        node on a shared file system): one prepares, the others wait on its lock (as long as
+        it lives, no timeout), then reuse its work. Lightning calls it on (local) rank 0
+        only while the other ranks wait behind a barrier without timeout (Lightning 2.3 and
+        later; 2.2's barrier gives up after the process group's 30 minutes: pass
+        ``DDPStrategy(timeout=...)`` there, or prepare before training).
+        """
         self.prepare_audio(self.load_metadata())
 
     def load_metadata(self) -> ProtocolMetadata:
@@ -181,18 +191,24 @@ class AnnotatedTask(Task):
         if ProtocolMetadata.exists(folder):
             metadata = ProtocolMetadata.load(folder)
             # prepare_data and setup both come here: the audio files are checked once
-            if getattr(self, "_audio_checked", False):
-                return metadata
-            changed = [uri for subset in metadata.subsets.values() for uri in subset.changed_audio()]
-            if not changed:
+            if getattr(self, "_audio_checked", False) or not metadata.changed_audio():
                 self._audio_checked = True
-                return metadata
-            warnings.warn(
-                f"{type(self).__name__}: {len(changed)} audio file(s) changed since the metadata in {folder} "
-                f"was prepared ({', '.join(map(repr, changed[:3]))}{', ...' if len(changed) > 3 else ''}): preparing it again."
-            )
-            self._protocol_files = None  # read the protocol afresh
-        build_metadata(self.protocol_files(), self.preparation()).save(folder, replace=True)
+                return metadata  # nothing written, nothing locked: a read-only cache serves
+        # held from the check to the save: a process preparing the same folder meanwhile
+        # waits, then finds it prepared (or prepared again, after an audio file changed)
+        with file_lock(folder.with_name(f"{folder.name}.lock"), f"preparing metadata into {folder}"):
+            if ProtocolMetadata.exists(folder):
+                metadata = ProtocolMetadata.load(folder)
+                changed = metadata.changed_audio()
+                if not changed:
+                    self._audio_checked = True
+                    return metadata
+                warnings.warn(
+                    f"{type(self).__name__}: {len(changed)} audio file(s) changed since the metadata in {folder} "
+                    f"was prepared ({', '.join(map(repr, changed[:3]))}{', ...' if len(changed) > 3 else ''}): preparing it again."
+                )
+                self._protocol_files = None  # read the protocol afresh
+            build_metadata(self.protocol_files(), self.preparation()).save(folder, replace=True)
         self._audio_checked = True
         return ProtocolMetadata.load(folder)
 
@@ -213,6 +229,7 @@ class AnnotatedTask(Task):
                 + ", ".join(f"{label!r} ({metadata.segments_per_label[label]} segments)" for label in counted)
             )
         for name, subset in metadata.subsets.items():
+            self.refuse_empty_audio(name, subset)
             warn_unannotated(type(self).__name__, name, subset)
             kinds = subset.attribute("label_kind")
             left_out = ~np.isin(kinds, self.label_kinds)
@@ -223,15 +240,44 @@ class AnnotatedTask(Task):
                     f"e.g. {str(subset.uri[left_out][0])!r}."
                 )
 
+    def refuse_empty_audio(self, name: str, subset: SubsetMetadata) -> None:
+        """Stop before training on audio files without a sample, naming them (they would
+        otherwise pass for files without annotated region)."""
+        empty = subset.uri[np.asarray(subset.duration) <= 0]
+        if len(empty):
+            paths = subset.audio[np.asarray(subset.duration) <= 0]
+            raise ValueError(
+                f"{type(self).__name__}: {len(empty)} {name} audio file(s) are empty (0 samples): "
+                + ", ".join(f"{uri!r} ({path})" for uri, path in zip(empty[:5].tolist(), paths[:5].tolist()))
+                + (", ..." if len(empty) > 5 else "") + "; remove them from the protocol (`audiotask check` lists every problem)."
+            )
+
+    def check(self, subsets: Optional[Sequence[str]] = None, *, scan: bool = True) -> CheckReport:
+        """What would fail or be dropped, file by file, in one pass over the protocol (see
+        ``engine.checks``): audio (missing, undecodable, empty, NaN with ``scan``), files shorter
+        than a chunk, annotations or UEM past the end, labels outside the declared classes,
+        files the task leaves out (with the uri the annotation spells differently)."""
+        declared = self.known_classes()
+        unknown_label = None
+        if declared and self.labels_are_classes:
+            unknown_label = lambda label: self.label_classes([label], list(declared))[0] < 0  # noqa: E731
+        return check_protocol(
+            self.protocol, list(subsets or self.subsets), chunk_duration=self.duration, unknown_label=unknown_label,
+            label_kinds=self.label_kinds, scan=scan,
+        )
+
     def prepare_audio(self, metadata: ProtocolMetadata) -> None:
-        """Decode every file into the audio cache (once; files already there are skipped).
+        """Decode every file into the audio cache (once; files already there are skipped),
+        in parallel processes with a progress bar (see ``CachedReader.prepare``: another
+        process decoding into the same cache is waited for).
 
         Needs the model's sample rate: without a model attached yet, ``setup`` does it.
         """
         if not self.audio_cache or self.model is None or getattr(self, "_audio_prepared", None) == self.sample_rate:
             return
-        for subset in metadata.subsets.values():
-            self._reader(subset).prepare()
+        # every subset in one go: one pool, one progress bar, a file of two subsets decoded once
+        paths = [path for subset in metadata.subsets.values() for path in subset.audio.tolist()]
+        CachedReader(paths, self.sample_rate, self.cache / "audio", dtype=self.audio_cache).prepare()
         self._audio_prepared = self.sample_rate  # a model at another rate needs its own decoding
 
     def classes_of(self, metadata: ProtocolMetadata) -> list[str]:
@@ -284,8 +330,8 @@ class AnnotatedTask(Task):
         return readers[key]
 
     def __getstate__(self):
-        state = dict(self.__dict__)
-        state.pop("_readers", None)
+        state = super().__getstate__()  # without the protocol: workers read the prepared metadata
+        state.pop("_readers", None)  # open files and maps are reopened in each process
         state.pop("_protocol_files", None)
         return state
 
@@ -423,9 +469,14 @@ class AnnotatedTask(Task):
             return None
         return self.metadata.subsets["train"].attribute(self.balance)[self.usable_files("train")]
 
-    def train_batches(self):
-        """Endless training batches of this worker's stream (resumed where a saved run stopped)."""
-        epoch = 0 if self.model is None else self.model.current_epoch
+    def train_batches(self, epoch: Optional[int] = None):
+        """Endless training batches of this worker's stream (resumed where a saved run stopped).
+
+        ``epoch`` defaults to the trainer's; a dataloader worker started by spawn has no
+        trainer: its dataset passes the epoch (see ``TrainBatches``).
+        """
+        if epoch is None:
+            epoch = 0 if self.model is None else self.model.current_epoch
         worker, num_workers = worker_identity()
         stream, position = resumed_stream(
             self.resume_state, epoch=epoch, worker=worker, num_workers=num_workers, batch_size=self.batch_size
@@ -449,10 +500,9 @@ class AnnotatedTask(Task):
         return self._batch_loader(TrainBatches(self), loader=ResumableDataLoader, task=self)
 
     def _batch_loader(self, dataset, loader: type = DataLoader, **kwargs) -> DataLoader:
-        return loader(
-            dataset, batch_size=None, num_workers=self.num_workers, pin_memory=self.pin_memory,
-            multiprocessing_context="fork" if self.num_workers > 0 and os.name == "posix" else None, **kwargs,
-        )
+        # workers start the platform's default way (fork on Linux, spawn on macOS and Windows):
+        # the task and its datasets pickle, and a spawned worker maps the same metadata files
+        return loader(dataset, batch_size=None, num_workers=self.num_workers, pin_memory=self.pin_memory, **kwargs)
 
     def train__len__(self) -> int:
         if self.sampling == "clips":

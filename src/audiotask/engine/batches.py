@@ -9,11 +9,13 @@ computes its targets in a few vectorised calls.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset
+
+from audiotask.utils.random import distributed_rank, distributed_world_size, inherit_rank
 
 
 
@@ -27,17 +29,34 @@ def new_batch_buffer(shape: Sequence[int], dtype=np.float32) -> np.ndarray:
 
 
 class TrainBatches(IterableDataset):
-    """Endless training batches from ``task.train_batches()``; an epoch is
-    ``task.train__len__() // task.batch_size`` batches."""
+    """Endless training batches from ``task.train_batches()``.
+
+    An epoch is one pass over the data whatever the number of ranks: of the task's
+    ``train__len__() // batch_size`` batches, each of N ranks trains 1/N (rounded up),
+    drawn from its own stream (the samplers are keyed by rank).
+    """
 
     def __init__(self, task):
         self.task = task
+        #: (epoch, rank) of the training process, when pickled for a dataloader worker
+        self.parent: Optional[tuple[int, int]] = None
+
+    def __getstate__(self):
+        # a worker started by spawn or forkserver has no trainer (Lightning does not pickle
+        # it) and no process group: it gets the epoch and rank it draws for from here
+        model = self.task.model
+        return {**self.__dict__, "parent": (0 if model is None else int(model.current_epoch), distributed_rank())}
 
     def __iter__(self):
-        return self.task.train_batches()
+        if self.parent is None:  # the training process, or a worker forked from it
+            return self.task.train_batches()
+        epoch, rank = self.parent
+        inherit_rank(rank)
+        return self.task.train_batches(epoch=epoch)
 
     def __len__(self) -> int:
-        return self.task.train__len__() // self.task.batch_size
+        batches = self.task.train__len__() // self.task.batch_size
+        return max(1, math.ceil(batches / distributed_world_size()))
 
 
 class ValidationBatches(Dataset):

@@ -23,20 +23,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
+# writer_tag is part of this module's interface (temporary names), kept with the locks
+from audiotask.engine.locks import remove_leftovers, writer_tag
+
 #: version of the arrays' layout, part of the cache key: a cache of another layout is never read
 METADATA_FORMAT = 4
-
-
-def writer_tag() -> str:
-    """``host.pid``: names a writer's temporary files uniquely, even on a file system that
-    several machines (or containers with equal pids) share."""
-    return f"{socket.gethostname()}.{os.getpid()}"
 
 
 def audio_stamp(path: str) -> tuple[int, int]:
@@ -165,17 +161,26 @@ class ProtocolMetadata:
         """Write the arrays into ``folder`` atomically: a reader sees all of them or none.
 
         With ``replace``, an existing (stale) copy is replaced; otherwise a copy another
-        process finished first is kept.
+        process finished first is kept. Safe against concurrent writers (whichever finishes
+        last leaves a whole copy); to prepare a folder once, hold ``engine.locks.file_lock``
+        from the check that it is missing to the end of ``save``. Temporary copies of
+        crashed writers of ``folder`` are removed (see ``engine.locks.remove_leftovers``).
         """
         folder = Path(folder)
+        remove_leftovers(folder.parent, f"{folder.name}.")
         partial = folder.parent / f"{folder.name}.{writer_tag()}.partial"
         shutil.rmtree(partial, ignore_errors=True)
         for name, subset in self.subsets.items():
             subset.save(partial / name)
         (partial / "metadata.json").write_text(json.dumps({"labels": self.labels, "subsets": list(self.subsets), "segments_per_label": self.segments_per_label}))
-        if replace and folder.exists():
+        if replace:
             stale = folder.parent / f"{folder.name}.{writer_tag()}.stale"
-            os.replace(folder, stale)
+            shutil.rmtree(stale, ignore_errors=True)
+            try:
+                os.replace(folder, stale)
+            except FileNotFoundError:  # nothing to replace, or another writer moved it first
+                pass
+            # mapped by a reader: its pages stay valid on POSIX; elsewhere removed as a leftover later
             shutil.rmtree(stale, ignore_errors=True)
         try:
             os.replace(partial, folder)
@@ -187,13 +192,43 @@ class ProtocolMetadata:
     @classmethod
     def load(cls, folder: str | Path, mmap: bool = True) -> "ProtocolMetadata":
         folder = Path(folder)
+        identity = _identity(folder)  # before reading: a copy replaced meanwhile is then refused by workers
         info = json.loads((folder / "metadata.json").read_text())
         subsets = {name: SubsetMetadata.load(folder / name, mmap) for name in info["subsets"]}
-        return cls(info["labels"], subsets, info["segments_per_label"])
+        metadata = cls(info["labels"], subsets, info["segments_per_label"])
+        if mmap:
+            metadata._mapped = (str(folder), identity)
+        return metadata
+
+    def __reduce_ex__(self, protocol):
+        # a dataloader worker started by spawn maps the same files rather than receiving
+        # a copy of every array (fork shares them without pickling)
+        mapped = getattr(self, "_mapped", None)
+        if mapped is None:
+            return super().__reduce_ex__(protocol)
+        return _load_mapped, mapped
+
+    def changed_audio(self) -> list[str]:
+        """Uris of the files (of every subset) whose audio changed since preparation."""
+        return [uri for subset in self.subsets.values() for uri in subset.changed_audio()]
 
     @staticmethod
     def exists(folder: str | Path) -> bool:
         return (Path(folder) / "metadata.json").is_file()
+
+
+def _identity(folder: Path) -> tuple[int, int]:
+    """Which copy of prepared metadata ``folder`` holds (a copy is replaced whole, never edited)."""
+    stat = os.stat(folder / "metadata.json")
+    return stat.st_ino, stat.st_mtime_ns
+
+
+def _load_mapped(folder: str, identity: tuple[int, int]) -> ProtocolMetadata:
+    """The metadata mapped from ``folder`` by a process that pickled it, checked to be the
+    same copy (it would be replaced if its audio files changed meanwhile)."""
+    if _identity(Path(folder)) != tuple(identity):
+        raise RuntimeError(f"the prepared metadata in {folder} was replaced while in use (its audio files changed?): start again.")
+    return ProtocolMetadata.load(folder)
 
 
 def split_segments(

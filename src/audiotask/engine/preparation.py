@@ -219,5 +219,6 @@ def warn_unannotated(task_name: str, name: str, subset: SubsetMetadata) -> None:
     if len(empty):
         warnings.warn(
             f"{task_name}: {len(empty)} {name} file(s) have no annotated region (UEM) "
-            f"and are left out: {', '.join(map(repr, empty[:5].tolist()))}{', ...' if len(empty) > 5 else ''}"
+            f"and are left out: {', '.join(map(repr, empty[:5].tolist()))}{', ...' if len(empty) > 5 else ''} "
+            "(`audiotask check` names the uri the annotation and UEM spell differently)"
         )

@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
+import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import soundfile
 import torch
+from tqdm.auto import tqdm
 
 from audiotask.core.audio import Audio, AudioError
 from audiotask.core.frames import seconds_to_samples
-from audiotask.engine.metadata import writer_tag
+from audiotask.engine.locks import file_lock, remove_leftovers, writer_tag
 
 CACHE_DTYPES = {"int16": np.int16, "float16": np.float16}
 #: full scale of int16 PCM, as libsndfile reads it (x / 32768): 16-bit sources round-trip exactly
@@ -103,9 +107,18 @@ def _cache_name(path: str, sample_rate: int, dtype: str) -> str:
 
 
 def decode_to_cache(path: str, target: Path, sample_rate: int, dtype: str) -> None:
-    """Decode ``path`` once, mono at ``sample_rate``, into raw PCM ``target`` (atomically)."""
+    """Decode ``path`` once, mono at ``sample_rate``, into the cache entry ``target`` (a
+    ``.npy``, with its ``.scale``).
+
+    ``AudioError`` naming the file when it has NaN or infinite samples: the cache would
+    turn them into silence nobody recorded (and a model trained on them into NaN).
+    """
     waveform, _ = Audio(sample_rate=sample_rate)(path)
     samples = waveform[0].numpy()
+    # numpy, not torch: a torch kernel in a process forked from one that ran OpenMP hangs
+    bad = int(np.count_nonzero(~np.isfinite(samples)))
+    if bad:
+        raise AudioError(f"{path}: {bad} of {len(samples)} samples are NaN or infinite (decoded at {sample_rate} Hz).")
     if dtype == "int16":
         # per-file peak scaling: float audio louder than full scale is not clipped
         scale = max(1.0, float(np.abs(samples).max(initial=0.0)))
@@ -113,12 +126,65 @@ def decode_to_cache(path: str, target: Path, sample_rate: int, dtype: str) -> No
         data = np.clip(np.round(samples / scale * INT16_SCALE), -32768, 32767).astype(np.int16)
     else:
         scale, data = 1.0, samples.astype(np.float16)
-    # the scale first, then the samples: a present .npy marks a complete entry
-    target.with_suffix(".scale").write_text(repr(scale))
-    partial = target.parent / f"{target.name}.{writer_tag()}.partial"
-    with open(partial, "wb") as handle:
-        np.save(handle, data, allow_pickle=False)
-    os.replace(partial, target)
+    # each file renamed into place whole, the scale first: a present .npy marks a complete
+    # entry, and two processes writing the same entry (the same bytes) never expose half of one
+    _write_atomically(target.with_suffix(".scale"), lambda handle: handle.write(repr(scale).encode()))
+    _write_atomically(target, lambda handle: np.save(handle, data, allow_pickle=False))
+
+
+def _write_atomically(path: Path, write: Callable) -> None:
+    """``write(binary handle)`` into a temporary file of this writer, renamed to ``path``."""
+    partial = path.parent / f"{path.name}.{writer_tag()}.partial"
+    try:
+        with open(partial, "wb") as handle:
+            write(handle)
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
+def decoding_context() -> multiprocessing.context.BaseContext:
+    """How decoding processes start: fork where it is safe (POSIX systems but macOS, whose
+    system libraries are not fork-safe, before CUDA is initialised: its runtime is not),
+    spawn otherwise (a fresh interpreter: a second or two to import the package)."""
+    if sys.platform != "darwin" and "fork" in multiprocessing.get_all_start_methods() and not torch.cuda.is_initialized():
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
+
+
+def default_decoding_workers() -> int:
+    """``$AUDIOTASK_DECODE_WORKERS``, else one per CPU core this process may use (each holds
+    one whole decoded file: lower it where long files meet little memory)."""
+    if os.environ.get("AUDIOTASK_DECODE_WORKERS"):
+        return max(1, int(os.environ["AUDIOTASK_DECODE_WORKERS"]))
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _one_thread() -> None:
+    """Decoding processes are one thread each: they are as many as the cores, and the OpenMP
+    pool a forked child inherits from its parent hangs at its first parallel region."""
+    torch.set_num_threads(1)
+
+
+def decode_files(jobs: Sequence[tuple[str, Path]], sample_rate: int, dtype: str, workers: int, description: str) -> None:
+    """``decode_to_cache`` of every ``(path, target)`` of ``jobs``, in ``workers`` processes
+    (1: in this one), with a progress bar. The first error stops the others and is raised."""
+    with tqdm(total=len(jobs), desc=description, unit="file", disable=None) as bar:
+        if workers <= 1 or len(jobs) <= 1:
+            for path, target in jobs:
+                decode_to_cache(path, target, sample_rate, dtype)
+                bar.update()
+            return
+        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=decoding_context(), initializer=_one_thread) as pool:
+            futures = [pool.submit(decode_to_cache, path, target, sample_rate, dtype) for path, target in jobs]
+            try:
+                for future in as_completed(futures):
+                    future.result()
+                    bar.update()
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
 
 
 class CachedReader:
@@ -146,16 +212,31 @@ class CachedReader:
         state["_maps"] = {}  # memory maps are reopened in each worker
         return state
 
-    def prepare(self) -> None:
-        """Decode every file not yet in the cache (each distinct file once)."""
+    def prepare(self, workers: Optional[int] = None) -> None:
+        """Decode every file not yet in the cache, each distinct file once, in ``workers``
+        processes (default :func:`default_decoding_workers`; 1 decodes in this process).
+
+        Holds the cache folder's lock while decoding: another process preparing the same
+        cache waits, then decodes only what is still missing (nothing, for the same files).
+        Temporary files of crashed writers are removed first.
+        """
+        remove_leftovers(self.folder)
+        if not self._missing():
+            return
         self.folder.mkdir(parents=True, exist_ok=True)
-        done = set()
+        doing = f"decoding audio into {self.folder}"
+        with file_lock(self.folder / ".lock", doing):
+            jobs = [(path, self.folder / f"{name}.npy") for name, path in self._missing().items()]
+            if jobs:
+                decode_files(jobs, self.sample_rate, self.dtype, workers or default_decoding_workers(), doing)
+
+    def _missing(self) -> dict[str, str]:
+        """``{cache name: audio path}`` of the files not decoded yet (one path per name)."""
+        missing = {}
         for path, name in zip(self.paths, self.names):
-            target = self.folder / f"{name}.npy"
-            if name in done or target.is_file():
-                continue
-            decode_to_cache(path, target, self.sample_rate, self.dtype)
-            done.add(name)
+            if name not in missing and not (self.folder / f"{name}.npy").is_file():
+                missing[name] = path
+        return missing
 
     def _map(self, file_index: int) -> tuple[np.ndarray, np.float32]:
         name = self.names[file_index]

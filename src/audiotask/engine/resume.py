@@ -6,7 +6,8 @@ Lightning saves the state of a training dataloader that has ``state_dict()`` /
 per-worker streams: the DataLoader takes batch ``k`` of an epoch from worker
 ``k % num_workers``, each worker drawing from its own seeded sampler. Knowing how many
 batches of the epoch were trained on is therefore enough to put every worker's sampler
-back exactly where it stood.
+back exactly where it stood. With several ranks, each draws its own streams (keyed by rank)
+and trains as many batches: the count rank 0 saves is every rank's.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ class ResumableDataLoader(DataLoader):
         self._yielded = 0
         for batch in super().__iter__():
             # every stream has read the resume state by now (workers got it when they were
-            # forked, the main process's stream on its first batch): it applies once
+            # started, forked or pickled, the main process's stream on its first batch): it
+            # applies once
             self.task.resume_state = None
             self._yielded += 1
             yield batch

@@ -17,7 +17,7 @@ from pyannote.core import Annotation, SlidingWindowFeature
 from audiotask.inference.aggregation import is_per_window, windows_to_timeline
 from audiotask.core.frames import cell_boundaries
 from audiotask.inference.postprocessing import rows_before
-from audiotask.protocols.dcase import read_dcase_tsv, write_dcase_tsv
+from audiotask.protocols.dcase import not_utf8_error, read_dcase_tsv, write_dcase_tsv
 from audiotask.protocols.uris import uri_of
 
 Event = tuple[float, float, str]
@@ -41,12 +41,16 @@ def _filenames_by_uri(path: Path) -> dict[str, str]:
     """``{uri: filename}`` of the first column of a DCASE TSV file (header and comments skipped)."""
     filenames: dict[str, str] = {}
     with open(path, newline="", encoding="utf-8") as handle:
-        for row in csv.reader(handle, delimiter="\t"):
-            if not row or row[0].startswith("#") or row[0] == "filename":
-                continue
-            known = filenames.setdefault(uri_of(row[0]), row[0])
-            if known != row[0]:
-                raise ValueError(f"{path}: {known} and {row[0]} have the same uri {uri_of(row[0])!r}")
+        try:
+            rows = list(csv.reader(handle, delimiter="\t"))
+        except UnicodeDecodeError as error:
+            raise not_utf8_error(path, error) from None
+    for row in rows:
+        if not row or row[0].startswith("#") or row[0] == "filename":
+            continue
+        known = filenames.setdefault(uri_of(row[0]), row[0])
+        if known != row[0]:
+            raise ValueError(f"{path}: {known} and {row[0]} have the same uri {uri_of(row[0])!r}")
     return filenames
 
 
@@ -158,11 +162,47 @@ def write_scores(
 
 
 def read_scores(folder: Union[str, Path]) -> dict[str, pd.DataFrame]:
-    """``{uri: DataFrame}`` of the sed_scores_eval TSV files of ``folder``."""
-    from sed_scores_eval.base_modules.io import read_sed_scores
+    """``{uri: DataFrame}`` of the sed_scores_eval TSV files of ``folder``.
+
+    ``ValueError`` naming the file when one cannot be read (see :func:`read_score_files`).
+    """
+    scores, failed = read_score_files(folder)
+    if failed:
+        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+        raise ValueError(next(iter(failed.values())) + more)
+    return scores
+
+
+def read_score_files(folder: Union[str, Path]) -> tuple[dict[str, pd.DataFrame], dict[Path, str]]:
+    """The score files of ``folder``, file by file: ``({uri: DataFrame}, {path: problem})``.
+
+    A file is read as sed_scores_eval reads it (``uri.tsv``, tab-separated, checked by
+    ``validate_score_dataframe``); one that is no ``.tsv`` file, is not UTF-8, does not
+    parse, is no valid score table or holds a NaN or infinite value is left out of the
+    scores, and its problem (one line naming it) is returned instead, so that one bad file
+    does not stop the others from being read.
+    """
+    from sed_scores_eval.base_modules.scores import validate_score_dataframe
 
     folder = Path(folder)
     if not folder.is_dir():
         raise NotADirectoryError(f"no such folder of scores: {folder}")
-    return read_sed_scores(folder)
-
+    scores: dict[str, pd.DataFrame] = {}
+    failed: dict[Path, str] = {}
+    for path in sorted(folder.iterdir()):
+        if not path.is_file() or not path.name.endswith(".tsv"):
+            failed[path] = f"{path}: not a score file (uri.tsv)"
+            continue
+        try:
+            frame = pd.read_csv(path, sep="\t")
+            validate_score_dataframe(frame)
+            bad = int(np.count_nonzero(~np.isfinite(frame.to_numpy(dtype=np.float64))))
+            if bad:
+                raise ValueError(f"{bad} NaN or infinite value(s)")
+        except UnicodeDecodeError as error:
+            failed[path] = str(not_utf8_error(path, error))
+        except (ValueError, AssertionError) as error:  # pandas' parser errors are ValueErrors
+            failed[path] = f"{path}: " + " ".join(str(error).split())
+        else:
+            scores[path.name[: -len(".tsv")]] = frame
+    return scores, failed

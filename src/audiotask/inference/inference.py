@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from pyannote.core import SlidingWindow, SlidingWindowFeature
 
-from audiotask.core.audio import AudioFile
+from audiotask.core.audio import AudioFile, audio_path, check_samples
 from audiotask.core.frames import seconds_to_samples
 from audiotask.core.model import Model
 from audiotask.core.specifications import Resolution
@@ -182,6 +182,10 @@ class Inference:
     def __call__(self, file: AudioFile) -> SlidingWindowFeature:
         """Scores of a whole file: a path, a protocol file with "audio", or an in-memory
         ``{"waveform": (channels, samples), "sample_rate": int}`` (resampled to the model's rate).
+
+        ``AudioError`` naming the file when it has no sample, or a NaN or infinite one.
         """
         waveform, _ = self.model.audio(file)
+        path = audio_path(file)
+        check_samples(waveform, "in-memory waveform" if path is None else str(path))
         return self.slide(waveform)

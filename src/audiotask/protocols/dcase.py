@@ -24,7 +24,7 @@ from audiotask.protocols.uris import uri_of
 
 __all__ = [
     "HEADER", "WEAK_HEADER", "WeakLabels", "DCASELoader",
-    "read_dcase_tsv", "read_dcase_weak_tsv", "write_dcase_tsv", "uri_of",
+    "read_dcase_tsv", "read_dcase_weak_tsv", "write_dcase_tsv", "uri_of", "not_utf8_error",
 ]
 
 #: header of a strong-label file (the one :func:`write_dcase_tsv` writes)
@@ -120,9 +120,30 @@ def _read_cached(path: str, mtime_ns: int) -> tuple[str, dict]:
 def _rows(path: str) -> Iterator[Row]:
     """Numbered rows of a TSV file, blank lines and ``#`` comments left out."""
     with open(path, newline="", encoding="utf-8") as handle:
-        for line_number, row in enumerate(csv.reader(handle, delimiter="\t"), start=1):
-            if row and not row[0].startswith("#"):
-                yield line_number, row
+        try:
+            for line_number, row in enumerate(csv.reader(handle, delimiter="\t"), start=1):
+                if row and not row[0].startswith("#"):
+                    yield line_number, row
+        except UnicodeDecodeError as error:
+            raise not_utf8_error(path, error) from None
+
+
+def not_utf8_error(path: Union[str, Path], error: UnicodeDecodeError) -> ValueError:
+    """A ``ValueError`` naming ``path`` and the line of its first byte that is not UTF-8.
+
+    ``error`` (raised while reading ``path``) only knows a position in the block being
+    decoded, so the file is decoded once more to find the line.
+    """
+    data = Path(path).read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as whole:
+        error = whole
+    else:  # decoded this time (the file changed): say what is known
+        return ValueError(f"{path}: not UTF-8 text ({error.reason})")
+    line_number = data.count(b"\n", 0, error.start) + 1
+    return ValueError(f"{path}, line {line_number}: not UTF-8 text (byte 0x{data[error.start]:02x}): "
+                      "save the file as UTF-8")
 
 
 def _detect_kind(path: str, rows: list[Row]) -> str:

@@ -66,15 +66,22 @@ def annotated_preprocessor(existing: Optional[Callable] = None) -> Callable:
 OVERRUN_TOLERANCE = 0.01
 
 
+def overrun(annotation, duration: float) -> Optional[str]:
+    """``"2 annotation(s) end after the audio (4.000 s), e.g. [3.000, 5.500] 'Dog'"``, or
+    None when every segment of ``annotation`` ends with the audio (within the tolerance)."""
+    late = [(s, label) for s, _, label in annotation.itertracks(yield_label=True) if s.end > duration + OVERRUN_TOLERANCE]
+    if not late:
+        return None
+    segment, label = late[0]
+    return (f"{len(late)} annotation(s) end after the audio ({duration:.3f} s), e.g. "
+            f"[{segment.start:.3f}, {segment.end:.3f}] {label!r}")
+
+
 def warn_overrun(uri: str, annotation, duration: float) -> None:
     """Warn, naming the file, about annotated segments that end after the audio does."""
-    late = [(s, label) for s, _, label in annotation.itertracks(yield_label=True) if s.end > duration + OVERRUN_TOLERANCE]
+    late = overrun(annotation, duration)
     if late:
-        segment, label = late[0]
-        warnings.warn(
-            f"File {uri!r}: {len(late)} annotation(s) end after the audio ({duration:.3f}s), e.g. "
-            f"[{segment.start:.3f}, {segment.end:.3f}] {label!r}; they are clipped to the end of the file."
-        )
+        warnings.warn(f"File {uri!r}: {late}; they are clipped to the end of the file.")
 
 
 def _uncropped(existing: Optional[Callable]) -> Optional[Callable]:

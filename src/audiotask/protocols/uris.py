@@ -10,8 +10,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-#: extensions of the audio files soundfile decodes that we look for (compared lowercase)
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif")
+#: extensions of the files of each soundfile format (``soundfile.available_formats()``'s keys)
+FORMAT_EXTENSIONS = {
+    "WAV": (".wav",), "WAVEX": (".wav",), "NIST": (".wav", ".sph"), "RF64": (".rf64",), "W64": (".w64",),
+    "AIFF": (".aiff", ".aif", ".aifc"), "AU": (".au", ".snd"), "AVR": (".avr",), "CAF": (".caf",),
+    "FLAC": (".flac",), "HTK": (".htk",), "SVX": (".svx", ".iff"), "MAT4": (".mat",), "MAT5": (".mat",),
+    "MPC2K": (".mpc",), "MP3": (".mp3",), "OGG": (".ogg", ".oga", ".opus"), "PAF": (".paf",),
+    "PVF": (".pvf",), "SD2": (".sd2",), "SDS": (".sds",), "IRCAM": (".sf",), "VOC": (".voc",),
+    "WVE": (".wve",), "XI": (".xi",),
+    # header-less samples: soundfile cannot decode them without being told their rate and encoding
+    "RAW": (),
+}
+#: every extension of :data:`FORMAT_EXTENSIONS` (compared lowercase): what a uri is stripped
+#: of, whatever this machine's soundfile decodes, so that a file names the same uri everywhere
+AUDIO_EXTENSIONS = tuple(sorted({extension for extensions in FORMAT_EXTENSIONS.values() for extension in extensions}))
 
 
 def has_audio_extension(filename: str) -> bool:

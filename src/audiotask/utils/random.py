@@ -18,13 +18,38 @@ def global_seed() -> int:
     return int(os.environ.get("PL_GLOBAL_SEED", 0))
 
 
+#: rank of the training process that started this dataloader worker, when the worker did
+#: not inherit its process group (started by spawn or forkserver; see ``inherit_rank``)
+_inherited_rank: int | None = None
+
+
 def distributed_rank() -> int:
-    """Global rank of this process (0 outside distributed training)."""
+    """Global rank of this process, or of the training process whose dataloader worker this
+    is (0 outside distributed training)."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank()
+    if _inherited_rank is not None:
+        return _inherited_rank
     return int(os.environ.get("RANK", os.environ.get("GLOBAL_RANK", 0)))
+
+
+def inherit_rank(rank: int) -> None:
+    """Make :func:`distributed_rank` answer ``rank`` in this process: called in a dataloader
+    worker started by spawn or forkserver, which has no process group (a forked worker
+    inherits its parent's), with the rank of the training process that started it."""
+    global _inherited_rank
+    _inherited_rank = int(rank)
+
+
+def distributed_world_size() -> int:
+    """Number of training processes (1 outside distributed training)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size()
+    return int(os.environ.get("WORLD_SIZE", 1))
 
 
 def worker_identity() -> tuple[int, int]:
