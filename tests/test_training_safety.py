@@ -233,3 +233,23 @@ def test_the_demo_budget_is_epochs_and_steps_never_wall_clock(tmp_path, monkeypa
     pipeline.train_model(database_yml, tmp_path, pipeline.FULL, seed=0, progress=False)
     assert given["max_epochs"] == 40 and given["max_steps"] is None
     assert not {"max_time", "callbacks"} & set(given)
+
+
+def test_training_prints_no_advertisement_nor_accelerator_inventory(tmp_path, protocol_yml):
+    # in a fresh process, as a user's script: Lightning's loggers print to its stderr
+    script = (
+        "import lightning.pytorch as pl\n"
+        "from audiotask.models import Debug\n"
+        "from audiotask.tasks import SoundEventDetection\n"
+        "from audiotask.testing.dummies import load_protocol\n"
+        "from audiotask.training import fit\n"
+        f"task = SoundEventDetection(load_protocol({str(protocol_yml)!r}, 'Safety.SpeakerDiarization.Events'), "
+        f"duration=0.5, batch_size=4, num_workers=0, cache={str(tmp_path / 'cache')!r})\n"
+        f"fit(Debug(task=task), {str(tmp_path / 'run')!r}, max_steps=2, progress=False)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    printed = done.stdout + done.stderr
+    assert "GPU available" not in printed and "TPU available" not in printed and "\U0001f4a1" not in printed
+    # nothing written into the current folder unasked
+    assert not (tmp_path / "lightning_logs").exists()

@@ -203,6 +203,23 @@ def set_learning_rate(model: Model, learning_rate: float) -> None:
     model.configure_optimizers = configure_optimizers
 
 
+#: Lightning's lines that are not the user's business: an advertisement, and which
+#: accelerators exist (the model's device is what matters, and training says so if asked)
+LIGHTNING_NOISE = ("💡", "GPU available", "TPU available", "HPU available")
+
+
+def quiet_lightning() -> None:
+    """Keep Lightning's advertisement and accelerator inventory out of training's output
+    (once per process; other messages, warnings and errors pass)."""
+    import logging
+
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(getattr(f, "audiotask_noise", False) for f in logger.filters):
+        noise = lambda record: not str(record.msg).startswith(LIGHTNING_NOISE)  # noqa: E731
+        noise.audiotask_noise = True
+        logger.addFilter(noise)
+
+
 def make_trainer(
     output: str | Path,
     *,
@@ -240,6 +257,7 @@ def make_trainer(
     """
     if max_epochs is None and max_steps is None:
         raise ValueError("make_trainer: give max_epochs or max_steps.")
+    quiet_lightning()
     output = Path(output)
     # a run stopped by Ctrl-C or an error leaves checkpoints/interrupted.ckpt, from which
     # --resume continues mid-epoch (the epoch-end checkpoints alone would lose the epoch)

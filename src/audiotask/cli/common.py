@@ -178,12 +178,8 @@ _NOISE = (
 
 
 def quiet_warnings() -> None:
-    """Silence known, harmless warnings and Lightning's advertisement of its cloud logger."""
-    import logging
+    """Silence known, harmless warnings (Lightning's own noise is ``training.quiet_lightning``'s)."""
     import warnings
 
     for message in _NOISE:
         warnings.filterwarnings("ignore", message=message)
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
-        lambda record: not str(record.msg).startswith("💡")
-    )
