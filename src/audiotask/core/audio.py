@@ -56,10 +56,19 @@ def check_samples(waveform: torch.Tensor, name: str) -> torch.Tensor:
     """
     if waveform.shape[-1] == 0:
         raise AudioError(f"empty audio file: {name}")
-    finite = torch.isfinite(waveform)
-    if not bool(finite.all()):
-        raise AudioError(f"{name}: {int((~finite).sum())} of {finite.numel()} samples are NaN or infinite")
+    refuse_nonfinite(np.asarray(waveform), name)
     return waveform
+
+
+def refuse_nonfinite(samples: np.ndarray, name: str, note: str = "") -> None:
+    """``AudioError`` naming ``name`` when ``samples`` hold NaN or infinite values.
+
+    numpy, not torch: a torch kernel in a process forked from one that ran OpenMP hangs
+    (audio is decoded into the cache in such processes).
+    """
+    bad = int(np.count_nonzero(~np.isfinite(samples)))
+    if bad:
+        raise AudioError(f"{name}: {bad} of {samples.size} samples are NaN or infinite{note}")
 
 
 class Audio:

@@ -20,7 +20,7 @@ import soundfile
 import torch
 from tqdm.auto import tqdm
 
-from audiotask.core.audio import Audio, AudioError
+from audiotask.core.audio import Audio, AudioError, refuse_nonfinite
 from audiotask.core.frames import seconds_to_samples
 from audiotask.engine.locks import file_lock, remove_leftovers, writer_tag
 
@@ -115,10 +115,7 @@ def decode_to_cache(path: str, target: Path, sample_rate: int, dtype: str) -> No
     """
     waveform, _ = Audio(sample_rate=sample_rate)(path)
     samples = waveform[0].numpy()
-    # numpy, not torch: a torch kernel in a process forked from one that ran OpenMP hangs
-    bad = int(np.count_nonzero(~np.isfinite(samples)))
-    if bad:
-        raise AudioError(f"{path}: {bad} of {len(samples)} samples are NaN or infinite (decoded at {sample_rate} Hz).")
+    refuse_nonfinite(samples, str(path), f" (decoded at {sample_rate} Hz).")
     if dtype == "int16":
         # per-file peak scaling: float audio louder than full scale is not clipped
         scale = max(1.0, float(np.abs(samples).max(initial=0.0)))
