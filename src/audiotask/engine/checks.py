@@ -20,7 +20,7 @@ from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 
-from audiotask.protocols.files import OVERRUN_TOLERANCE, overrun
+from audiotask.protocols.files import OVERRUN_TOLERANCE, entry, overrun
 
 #: severities, worst first: an error stops training, "dropped" means never used
 ERROR, DROPPED, WARNING = "error", "dropped", "warning"
@@ -112,13 +112,6 @@ def raw_and_prepared(protocol, subset: str) -> Iterator[tuple[set, dict, object]
         uris = loader_uris(raw)
         prepared = protocol.preprocess(raw)
         yield uris, abs(prepared), prepared
-
-
-def _value(file, key: str):
-    try:
-        return file[key]
-    except KeyError:
-        return None
 
 
 def annotation_problems(raw: dict, duration: float) -> list[str]:
@@ -225,7 +218,7 @@ def file_problems(file, raw: dict, *, chunk_duration: float, unknown_label, labe
     from audiotask.engine.preparation import label_kind_and_tags
 
     try:
-        audio = _value(file, "audio")
+        audio = entry(file, "audio")
     except FileNotFoundError as error:  # pyannote.database's FileFinder found no file
         return [(ERROR, f"audio file not found ({' '.join(str(error).split())})")]
     problems, duration = audio_problems(None if audio is None else str(audio), scan=scan)
@@ -234,7 +227,7 @@ def file_problems(file, raw: dict, *, chunk_duration: float, unknown_label, labe
     found: list[tuple[str, str]] = [(WARNING, p) for p in annotation_problems(raw, duration)]
     if duration < chunk_duration:
         found.append((WARNING, f"shorter than a training chunk ({duration:.3f} s < {chunk_duration:g} s): zero-padded"))
-    annotation = _value(file, "annotation")
+    annotation = entry(file, "annotation")
     kind, _, _ = label_kind_and_tags(annotation)
     if kind not in label_kinds:
         found.append((DROPPED, f"labelled '{kind}', and the task learns from {'/'.join(label_kinds)} labels only"))
@@ -243,7 +236,7 @@ def file_problems(file, raw: dict, *, chunk_duration: float, unknown_label, labe
         if outside:
             listed = ", ".join(f"{label!r} ({n})" for label, n in sorted(outside.items()))
             found.append((WARNING, f"labels outside the classes, ignored: {listed}"))
-    annotated = _value(file, "annotated")
+    annotated = entry(file, "annotated")
     if annotated is not None and not any(s.start < duration for s in annotated.support()):
         found.append((DROPPED, NO_REGION))
     return found
