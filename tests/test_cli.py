@@ -448,8 +448,12 @@ def test_train_refuses_each_option_its_task_does_not_take(task, options, message
 
 
 @pytest.mark.parametrize("task, options, expected", [
-    ("sed", ["--classes", "Dog, Cat", "--resolution", "frame"], {"classes": ["Dog", "Cat"], "resolution": "frame"}),
-    ("sed", [], {}),  # the task's own defaults
+    ("sed", ["--classes", "Dog, Cat", "--resolution", "frame"], {"classes": ["Dog", "Cat"], "resolution": "frame", "duration": 10.0}),
+    ("sed", [], {"resolution": "frame", "duration": 10.0}),  # the command line's DCASE recipe
+    ("sed", ["--resolution", "chunk", "--duration", "5"], {"resolution": "chunk", "duration": 5.0}),
+    ("sed", ["--no-mean-teacher", "--select-by", "loss", "--kind-proportions", "strong=1,none=1"],
+     {"resolution": "frame", "duration": 10.0, "mean_teacher": False, "select_by": "loss",
+      "kind_proportions": {"strong": 1.0, "none": 1.0}}),
     ("vad", ["--num-workers", "2"], {"num_workers": 2}),
     ("osd", ["--duration", "3"], {"duration": 3.0}),
     ("mls", ["--classes", "a,b"], {"classes": ["a", "b"]}),

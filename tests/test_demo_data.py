@@ -141,7 +141,8 @@ def test_build_is_byte_identical_for_a_seed_and_differs_across_seeds(tmp_path):
     build_demo_dataset(tmp_path / "b", seed=1, **SMALL)
     build_demo_dataset(tmp_path / "c", seed=2, **SMALL)
     a, b, c = (read_bytes(tmp_path / name) for name in "abc")
-    assert len(a) == 3 + 2 + 2 + 3 * 3 + 2  # wavs, 3 metadata files per split, yml and manifest
+    # wavs, 3 metadata files per split, 5 of the training set's label kinds, yml and manifest
+    assert len(a) == 3 + 2 + 2 + 3 * 3 + 5 + 2
     assert a == b
     assert a.keys() == c.keys()
     assert all(a[name] != c[name] for name in a if name.endswith(".wav"))

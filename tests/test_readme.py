@@ -21,13 +21,13 @@ def files_under(folder: Path) -> dict[Path, int | None]:
     return {path.relative_to(folder): None if path.is_dir() else path.stat().st_mtime_ns for path in folder.rglob("*")}
 
 
-def lowest_validation_loss(metrics_csv: Path) -> tuple[int, float]:
-    """Epoch and value of the lowest ``val/loss`` in ``metrics.csv``."""
+def best_validation_psds(metrics_csv: Path) -> tuple[int, float]:
+    """Epoch and value of the highest ``val/psds1`` in ``metrics.csv`` (the first, on a tie)."""
     with open(metrics_csv, newline="") as handle:
-        rows = [row for row in csv.DictReader(handle) if row.get("val/loss")]
+        rows = [row for row in csv.DictReader(handle) if row.get("val/psds1")]
     assert len(rows) >= 2, "too few validations to choose among"
-    best = min(rows, key=lambda row: float(row["val/loss"]))
-    return int(best["epoch"]), float(best["val/loss"])
+    best = max(rows, key=lambda row: float(row["val/psds1"]))
+    return int(best["epoch"]), float(best["val/psds1"])
 
 
 def test_readme_example_runs_on_the_demo_data_and_writes_only_what_it_names(tmp_path, monkeypatch, capsys):
@@ -54,12 +54,12 @@ def test_readme_example_runs_on_the_demo_data_and_writes_only_what_it_names(tmp_
     assert [path for path in written if path != run_folder and run_folder not in path.parents] == []
     assert not (here / "lightning_logs").exists()
 
-    # the kept model is the checkpoint of lowest validation loss, not the last state
+    # the kept model is the checkpoint of best development PSDS1, not the last state
     run = namespace["run"]
     assert run.model == run_folder / "model" and (here / run.model / "model.safetensors").is_file()
     checkpoint = torch.load(run.checkpoint, map_location="cpu", weights_only=True)
-    epoch, loss = lowest_validation_loss(here / run.metrics)
-    assert checkpoint["epoch"] == epoch and run.best_score == pytest.approx(loss)
+    epoch, score = best_validation_psds(here / run.metrics)
+    assert checkpoint["epoch"] == epoch and run.best_score == pytest.approx(score) and run.monitored == "val/psds1"
     best = checkpoint["state_dict"]
     from audiotask.core.model import Model
 

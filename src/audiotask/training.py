@@ -226,6 +226,7 @@ def make_trainer(
     max_epochs: Optional[int] = None,
     max_steps: Optional[int] = None,
     validation: bool = True,
+    monitor: tuple[str, str] = ("val/loss", "min"),
     check_val_every_n_epoch: int = 1,
     checkpoint_every: Optional[int] = CHECKPOINT_EVERY,
     progress: bool = True,
@@ -241,8 +242,10 @@ def make_trainer(
         Stop after this many epochs / optimiser steps (whichever comes first); one of them
         is required.
     validation : bool
-        Whether the task has a validation subset: the checkpoint with the lowest
-        ``val/loss`` is then kept as best, otherwise the last one.
+        Whether the task has a validation subset: the checkpoint with the best ``monitor``
+        is then kept, otherwise the last one.
+    monitor : (str, "min" or "max")
+        The logged validation metric that picks the best checkpoint (a task's ``monitor``).
     check_val_every_n_epoch : int
         Validate every that many epochs.
     checkpoint_every : int, optional
@@ -268,8 +271,8 @@ def make_trainer(
         # metric names contain "/": keep them out of file names, which would become folders
         filename="epoch={epoch}-step={step}",
         auto_insert_metric_name=False,
-        monitor="val/loss" if validation else None,
-        mode="min",
+        monitor=monitor[0] if validation else None,
+        mode=monitor[1],
         save_last=False,  # last.ckpt is LatestCheckpoint's
     )
     options = dict(
@@ -362,7 +365,8 @@ def fit(model: Model, output: str | Path, *, ckpt_path: Optional[str | Path] = N
     output = Path(output)
     validation = bool(model.task.has_validation)
     kept_metrics = None if ckpt_path is None else metrics_before(output / "metrics.csv", checkpoint_step(ckpt_path))
-    trainer, checkpoint = make_trainer(output, validation=validation, **trainer_options)
+    monitor = model.task.monitor
+    trainer, checkpoint = make_trainer(output, validation=validation, monitor=monitor, **trainer_options)
     with warnings.catch_warnings():
         # metrics.csv sits next to the other outputs: the folder is not empty by design, and
         # only an earlier metrics.csv is replaced
@@ -388,7 +392,7 @@ def fit(model: Model, output: str | Path, *, ckpt_path: Optional[str | Path] = N
         checkpoints=output / "checkpoints",
         metrics=output / "metrics.csv",
         checkpoint=kept,
-        monitored="val/loss" if validation and checkpoint.best_model_path else None,
+        monitored=monitor[0] if validation and checkpoint.best_model_path else None,
         best_score=float(score) if validation and score is not None else None,
         steps=trainer.global_step,
         epochs=trainer.current_epoch,

@@ -5,6 +5,10 @@ detections.tsv (DCASE format: filename, onset, offset, event_label), or detectio
 with --format rttm. A chunk-level model's scores of overlapping windows are spread onto
 cells one step long (each the mean of the windows covering it), up to the file's end.
 
+When the model folder holds postprocessing.json (written by `audiotask tune`), its
+class-wise thresholds and median filter lengths are used, unless --onset, --offset or
+--median-filter is given (then none of it is) or --no-tuned; a line says which were used.
+
 A file that cannot be processed (undecodable, empty, with NaN or infinite samples) does not
 stop the others: it is named on stderr, the outputs of the others are written, and the
 exit status is 1.
@@ -25,6 +29,12 @@ from audiotask.protocols.uris import uri_of
 
 HELP = "apply a trained model to audio files"
 
+#: post-processing without --onset / --median-filter nor tuned values
+DEFAULT_ONSET = 0.5
+DEFAULT_MEDIAN_FILTER = 0.0
+#: the options that set what `audiotask tune` tunes: any of them given, the tuned values are not used
+TUNED_OPTIONS = ("onset", "offset", "median_filter")
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", type=Path, help="model folder (save_pretrained) or Lightning .ckpt")
@@ -36,10 +46,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     inference.add_argument("--batch-size", type=int, default=32, help="chunks per forward pass (default: %(default)s)")
     inference.add_argument("--device", help="e.g. cpu, cuda (default: cuda when available)")
     post = parser.add_argument_group("post-processing (scores -> events)")
-    post.add_argument("--onset", type=float, default=0.5, help="activation threshold, in [0, 1] (default: %(default)s)")
+    # None when not given: the tuned values of postprocessing.json then apply
+    post.add_argument("--onset", type=float, help="activation threshold, in [0, 1] (default: the tuned ones of "
+                      f"MODEL/postprocessing.json, else {DEFAULT_ONSET})")
     post.add_argument("--offset", type=float, help="deactivation threshold (default: --onset)")
-    post.add_argument("--median-filter", type=float, default=0.0, metavar="SECONDS",
-                      help="median filter length in seconds (default: %(default)s, none)")
+    post.add_argument("--median-filter", type=float, metavar="SECONDS",
+                      help="median filter length in seconds (default: the tuned ones of MODEL/postprocessing.json, "
+                      f"else {DEFAULT_MEDIAN_FILTER}, none)")
+    post.add_argument("--no-tuned", action="store_true",
+                      help="ignore MODEL/postprocessing.json (class-wise values from `audiotask tune`)")
     post.add_argument("--min-duration-on", type=float, default=0.0, metavar="SECONDS",
                       help="drop events shorter than this (default: %(default)s)")
     post.add_argument("--min-duration-off", type=float, default=0.0, metavar="SECONDS",
@@ -55,24 +70,51 @@ def postprocessing_options(args: argparse.Namespace) -> dict:
     Raises ``CommandError`` for options that ``scores_to_events`` would refuse or that make
     no sense, so that they fail before the model has run over every file.
     """
+    onset = DEFAULT_ONSET if args.onset is None else args.onset
+    median_filter = DEFAULT_MEDIAN_FILTER if args.median_filter is None else args.median_filter
     for name in ("onset", "offset"):
         value = getattr(args, name)
         if value is not None and not 0.0 <= value <= 1.0:
             raise CommandError(f"--{name} must be a score threshold in [0, 1], got {value}")
-    if args.offset is not None and args.offset > args.onset:
-        raise CommandError(f"--offset ({args.offset}) must not exceed --onset ({args.onset}): "
+    if args.offset is not None and args.offset > onset:
+        raise CommandError(f"--offset ({args.offset}) must not exceed --onset ({onset}): "
                            "an event starts above --onset and ends at or below --offset")
-    for name in ("median_filter", "min_duration_on", "min_duration_off"):
-        value = getattr(args, name)
+    for name, value in (("median_filter", median_filter), ("min_duration_on", args.min_duration_on),
+                        ("min_duration_off", args.min_duration_off)):
         if not value >= 0.0:  # NaN too
             raise CommandError(f"--{name.replace('_', '-')} must be a non-negative number of seconds, got {value}")
     return dict(
-        onset=args.onset,
+        onset=onset,
         offset=args.offset,
-        median_filter_length=args.median_filter,
+        median_filter_length=median_filter,
         min_duration_on=args.min_duration_on,
         min_duration_off=args.min_duration_off,
     )
+
+
+def with_tuned_values(args: argparse.Namespace, options: dict, classes) -> dict:
+    """``options`` with the class-wise values of MODEL/postprocessing.json when they apply.
+
+    They apply when the file exists and none of --onset, --offset, --median-filter,
+    --no-tuned is given; one line on stdout says whether they were used. A malformed file, or
+    one tuned for other classes than ``classes`` (the model's), is a ``CommandError``.
+    """
+    from audiotask.inference.tuning import FILENAME, PostProcessing
+
+    path = args.model / FILENAME
+    if args.no_tuned or not path.is_file():
+        return options
+    given = [f"--{name.replace('_', '-')}" for name in TUNED_OPTIONS if getattr(args, name) is not None]
+    if given:
+        print(f"post-processing: {', '.join(given)} given: {path} not used")
+        return options
+    try:
+        tuned = PostProcessing.load(args.model)
+        tuned.check_classes(classes, source=str(path))
+    except ValueError as error:
+        raise CommandError(f"{one_line(str(error))} (--no-tuned ignores it)") from None
+    print(f"post-processing: class-wise thresholds and median filters of {path} (tuned for {tuned.metric})")
+    return {**options, **tuned.kwargs()}
 
 
 #: what one file can raise that should not stop the others: undecodable, empty or
@@ -133,6 +175,7 @@ def run(args: argparse.Namespace) -> int:
     options = postprocessing_options(args)
     files = find_audio_files(args.audio)
     model = load_model(args.model)
+    options = with_tuned_values(args, options, model.specifications.classes)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
         inference = Inference(model, step=args.step, batch_size=args.batch_size, device=device)

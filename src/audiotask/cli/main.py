@@ -21,6 +21,7 @@ VERBS = {
     "train": "audiotask.cli.train",
     "apply": "audiotask.cli.apply",
     "evaluate": "audiotask.cli.evaluate",
+    "tune": "audiotask.cli.tune",
     "demo": "audiotask.cli.demo",
     "check": "audiotask.cli.check",
 }

@@ -30,7 +30,53 @@ CHECKPOINT_EVERY = 100
 TASK_OPTIONS = {
     "classes": ("--classes", parse_classes),
     "resolution": ("--resolution", str),
+    "kind_proportions": ("--kind-proportions", lambda text: parse_shares(text)),
+    "augmentation": ("--augmentation-option", lambda pairs: detection_augmentation(pairs)),
+    "mean_teacher": ("--no-mean-teacher", lambda given: False),
+    "consistency_ramp_up": ("--consistency-ramp-up", int),
+    "mixing": ("--mixing-option", lambda pairs: dynamic_mixing(pairs)),
+    "select_by": ("--select-by", str),
 }
+
+
+def parse_shares(text: str) -> dict[str, float]:
+    """``"strong=1,weak=1,none=2"`` -> ``{"strong": 1.0, "weak": 1.0, "none": 2.0}``."""
+    shares = {}
+    for item in text.split(","):
+        kind, _, value = item.partition("=")
+        try:
+            shares[kind.strip()] = float(value)
+        except ValueError:
+            raise CommandError(f"--kind-proportions: expected KIND=SHARE items (strong, weak, none), got {item!r}") from None
+    return shares
+
+
+def detection_augmentation(pairs: list[str]):
+    """``DetectionAugmentation`` from ``--augmentation-option KEY=VALUE`` pairs (``none=true``: none)."""
+    from audiotask.augmentation.recipe import DetectionAugmentation
+
+    options = parse_options(pairs)
+    if options.pop("none", False):
+        if options:
+            raise CommandError("--augmentation-option none=true takes no other augmentation option")
+        return DetectionAugmentation.none()
+    try:
+        return DetectionAugmentation(**options)
+    except (TypeError, ValueError) as error:
+        raise CommandError(f"--augmentation-option: {error}") from None
+
+
+def dynamic_mixing(pairs: list[str]):
+    """``DynamicMixing`` from ``--mixing-option KEY=VALUE`` pairs (``events=DIR`` required)."""
+    from audiotask.engine.mixing import DynamicMixing
+
+    options = parse_options(pairs)
+    if "events" not in options:
+        raise CommandError("--mixing-option needs events=FOLDER (one sub-folder of isolated clips per class)")
+    try:
+        return DynamicMixing(**options)
+    except (TypeError, ValueError) as error:
+        raise CommandError(f"--mixing-option: {error}") from None
 
 
 def applies_to(keyword: str) -> str:
@@ -53,7 +99,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       "(default: the task's)")
     task.add_argument("--classes", help=f"{applies_to('classes')} only: comma-separated class names, in output order "
                       "(default: the labels of the training set, sorted)")
-    task.add_argument("--duration", type=float, help="training chunk duration in seconds (default: the task's)")
+    task.add_argument("--duration", type=float, help="training chunk duration in seconds (default: the task's; "
+                      "sed: 10)")
+    recipe = parser.add_argument_group("sound event detection recipe (sed at frame resolution; see README)")
+    recipe.add_argument("--kind-proportions", metavar="KIND=SHARE,...",
+                        help="shares of strongly labelled, weakly labelled and unlabelled files in each batch "
+                        "(default: strong=1,weak=1,none=2, as DCASE's baseline)")
+    recipe.add_argument("--augmentation-option", action="append", metavar="KEY=VALUE",
+                        help="augmentation setting (repeatable): mixup=0.5, filter_augment=true, frequency_masks=0, "
+                        "time_shift=0, gain=0, backgrounds=FOLDER, background_snr=[5,20]; none=true for none")
+    recipe.add_argument("--no-mean-teacher", dest="mean_teacher", action="store_const", const=True,
+                        help="train without a mean teacher (and its consistency loss)")
+    recipe.add_argument("--consistency-ramp-up", type=int, metavar="STEPS",
+                        help="optimiser steps over which the consistency loss's weight ramps up (default: 1000)")
+    recipe.add_argument("--mixing-option", action="append", metavar="KEY=VALUE",
+                        help="dynamic mixing (repeatable): events=FOLDER (one sub-folder of isolated clips per class), "
+                        "backgrounds=FOLDER, share=0.25, snr_range=[0,20], events_per_clip=[1,3], max_overlap=2")
+    recipe.add_argument("--select-by", choices=("psds1", "psds2", "loss"),
+                        help="what validation keeps the best checkpoint by (default: psds1)")
     model = parser.add_argument_group("model")
     model.add_argument("--model", choices=MODELS, default="CRNN", help="architecture (default: %(default)s)")
     model.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
@@ -106,9 +169,13 @@ def task_options(args: argparse.Namespace, entry: registry.TaskEntry) -> dict:
         options["duration"] = args.duration
     if args.num_workers is not None:
         options["num_workers"] = args.num_workers
+    given = {keyword for keyword in TASK_OPTIONS if getattr(args, keyword, None) is not None}
+    for keyword, value in entry.command_line_defaults:
+        if keyword not in given and not (keyword == "duration" and args.duration is not None):
+            options[keyword] = value
     refused = []
     for keyword, (flag, read) in TASK_OPTIONS.items():
-        value = getattr(args, keyword)
+        value = getattr(args, keyword, None)
         if value is None:
             continue
         if not entry.accepts(keyword):

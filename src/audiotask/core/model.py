@@ -236,6 +236,12 @@ class Model(pl.LightningModule):
     def validation_step(self, batch, batch_idx: int):
         return self.task.validation_step(batch, batch_idx)
 
+    def optimizer_step(self, *args, **kwargs) -> None:
+        super().optimizer_step(*args, **kwargs)
+        # before any callback sees the step (a checkpoint saved at its end holds its effect)
+        if self.task is not None:
+            self.task.on_optimizer_step()
+
     def on_validation_epoch_end(self) -> None:
         if self.task is not None:
             self.task.on_validation_epoch_end()
@@ -301,10 +307,20 @@ class Model(pl.LightningModule):
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
             if "audiotask" not in checkpoint:
                 raise ValueError(f"{path} is not an audiotask checkpoint (no 'audiotask' manifest).")
-            return cls.from_manifest(checkpoint["audiotask"], checkpoint["state_dict"], source=str(path))
+            # a checkpoint may keep another network than the one trained (a mean teacher)
+            kept = checkpoint.get("audiotask_kept", "student")
+            state = checkpoint["state_dict"] if kept == "student" else checkpoint[f"{kept}_state_dict"]
+            return cls.from_manifest(checkpoint["audiotask"], state, source=str(path))
         raise FileNotFoundError(f"No saved model at {path} (expected a folder or a .ckpt file).")
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.task is not None:
+            self.task.restore_extras(checkpoint)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["audiotask"] = self.manifest()
+        if self.task is not None:
+            # e.g. a mean teacher's weights, and which network the checkpoint keeps
+            checkpoint.update(self.task.checkpoint_extras())
         # plain values only, so that torch.load(weights_only=True) can read it back
         checkpoint.pop("hyper_parameters", None)

@@ -186,6 +186,11 @@ class Task(pl.LightningDataModule):
         loss = self.compute_loss(
             y_pred, batch["y"], self.chunk_duration(waveforms), mask=batch.get("mask"), weight=batch.get("weight")
         )
+        return self.checked_loss(loss, waveforms, batch_idx)
+
+    def checked_loss(self, loss: torch.Tensor, waveforms: torch.Tensor, batch_idx: int):
+        """``{"loss": loss}`` (logged) when it is finite; else None (the batch is skipped), or
+        FloatingPointError after ``max_nonfinite_losses`` in a row."""
         if torch.isfinite(loss):
             self._nonfinite_in_a_row = 0
             self.model.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(waveforms))
@@ -206,6 +211,21 @@ class Task(pl.LightningDataModule):
         warnings.warn(f"{where}; batch skipped ({self._nonfinite_in_a_row} non-finite loss(es) in a row, "
                       f"training stops at {self.max_nonfinite_losses}).", RuntimeWarning)
         return None
+
+    def on_optimizer_step(self) -> None:
+        """Called right after each optimiser step, e.g. to update a mean teacher."""
+
+    @property
+    def monitor(self) -> tuple[str, str]:
+        """``(logged metric, "min" or "max")`` by which training keeps its best checkpoint."""
+        return "val/loss", "min"
+
+    def checkpoint_extras(self) -> dict:
+        """Plain values (tensors, numbers, strings) a task adds to training checkpoints."""
+        return {}
+
+    def restore_extras(self, checkpoint: dict) -> None:
+        """Take back what :meth:`checkpoint_extras` saved, when a run resumes."""
 
     def trainer_world_size(self) -> int:
         """Processes training together (1 without a trainer)."""

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from audiotask.demo.soundscapes import PROTOCOL, build_demo_dataset
+from audiotask.demo.soundscapes import MIXED_PROTOCOL, build_demo_dataset
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,14 @@ class DemoConfig:
     #: the dataloader shares two cores with the model: a worker process made steps slower
     num_workers: int = 0
     num_threads: int = 2
+    #: the DCASE recipe (see SoundEventDetection): a mean teacher, and its consistency ramp-up in steps
+    mean_teacher: bool = True
+    consistency_ramp_up: int = 400
+    #: keywords of augmentation.DetectionAugmentation
+    augmentation: dict = field(default_factory=dict)
+    #: post-processing: class-wise thresholds and median filters tuned on the development set,
+    #: else the single ``onset`` and ``median_filter_length``
+    tune: bool = True
     onset: float = 0.5
     median_filter_length: float = 0.45  # seconds
     num_plots: Optional[int] = None  # PNGs for the first that many test files (None: all)
@@ -65,10 +73,13 @@ def train_model(database_yml: Path, output: Path, config: DemoConfig, *, seed: i
     from audiotask.training import fit, set_learning_rate
 
     pl.seed_everything(seed, workers=True, verbose=False)
+    from audiotask.augmentation.recipe import DetectionAugmentation
+
     task = SoundEventDetection(
-        load_protocol(database_yml, PROTOCOL), classes=DCASE_CLASSES, resolution="frame",
+        load_protocol(database_yml, MIXED_PROTOCOL), classes=DCASE_CLASSES, resolution="frame",
         duration=config.duration, batch_size=config.batch_size, num_workers=config.num_workers,
-        cache=output / "cache",
+        cache=output / "cache", mean_teacher=config.mean_teacher, consistency_ramp_up=config.consistency_ramp_up,
+        augmentation=DetectionAugmentation(**config.augmentation),
     )
     model = CRNN(task=task, **config.model)
     set_learning_rate(model, config.learning_rate)
@@ -79,20 +90,40 @@ def train_model(database_yml: Path, output: Path, config: DemoConfig, *, seed: i
     )
 
 
-def detect_events(model_dir: Path, audio_files: list[Path], config: DemoConfig, *, progress: bool):
-    """Scores (``SlidingWindowFeature`` per file name) and post-processed events of ``audio_files``."""
+def score_files(model_dir: Path, audio_files: list[Path], *, progress: bool, desc: str = "Inference") -> dict:
+    """Frame scores (``SlidingWindowFeature``) of ``audio_files``, by file name."""
     from tqdm.auto import tqdm
 
     from audiotask.inference.inference import Inference
-    from audiotask.inference.postprocessing import scores_to_events
 
     inference = Inference(model_dir, batch_size=8)
-    scores, events = {}, {}
-    for path in tqdm(audio_files, desc="Inference", unit="file", disable=not progress):
-        scores[path.name] = inference(str(path))
-        events[path.name] = scores_to_events(
-            scores[path.name], onset=config.onset, median_filter_length=config.median_filter_length
-        )
+    return {path.name: inference(str(path)) for path in tqdm(audio_files, desc=desc, unit="file", disable=not progress)}
+
+
+def tune(model_dir: Path, data: Path, *, progress: bool):
+    """Class-wise thresholds and median filters tuned on the development split, saved with the model."""
+    import soundfile
+
+    from audiotask.inference.formats import read_events_tsv
+    from audiotask.inference.tuning import tune_postprocessing
+    from audiotask.models import CRNN
+
+    audio = sorted((data / "audio" / "development").glob("*.wav"))
+    scores = score_files(model_dir, audio, progress=progress, desc="Tuning")
+    durations = {path.name: soundfile.info(str(path)).duration for path in audio}
+    classes = CRNN.from_pretrained(model_dir).specifications.classes
+    tuned = tune_postprocessing(scores, read_events_tsv(data / "metadata" / "development.tsv"), durations, classes=classes)
+    tuned.save(model_dir)
+    return tuned
+
+
+def detect_events(model_dir: Path, audio_files: list[Path], config: DemoConfig, *, progress: bool, tuned=None):
+    """Scores (``SlidingWindowFeature`` per file name) and post-processed events of ``audio_files``."""
+    from audiotask.inference.postprocessing import scores_to_events
+
+    scores = score_files(model_dir, audio_files, progress=progress)
+    options = tuned.kwargs() if tuned is not None else dict(onset=config.onset, median_filter_length=config.median_filter_length)
+    events = {name: scores_to_events(s, **options) for name, s in scores.items()}
     return scores, events
 
 
@@ -177,13 +208,17 @@ def run_demo(
     lap("data")
     training = train_model(database_yml, output, config, seed=seed, progress=progress)
     lap("training")
+    tuned = tune(training.model, data, progress=progress) if config.tune else None
+    lap("tuning")
     test_audio = sorted((data / "audio" / "test").glob("*.wav"))
-    scores, events = detect_events(training.model, test_audio, config, progress=progress)
+    scores, events = detect_events(training.model, test_audio, config, progress=progress, tuned=tuned)
     lap("inference")
     results = evaluate(data, output, scores, events)
     lap("evaluation")
     reference = read_events_tsv(data / "metadata" / "test.tsv")
-    plots = plot_files(output / "plots", scores, reference, detections_by_file=events, limit=config.num_plots)
+    thresholds = tuned.onset if tuned is not None else config.onset
+    plots = plot_files(output / "plots", scores, reference, detections_by_file=events, limit=config.num_plots,
+                       audio_by_file={path.name: path for path in test_audio}, thresholds=thresholds)
     lap("plots")
     paths = {name: str(path) for name, path in output_paths(output, training).items()}
     summary = {"results": results, "paths": paths, "seconds": seconds, "num_plots": len(plots),

@@ -25,9 +25,14 @@ from audiotask.protocols.dcase import write_dcase_tsv
 from audiotask.protocols.uris import uri_of
 
 PROTOCOL = "AudiotaskDemo.SpeakerDiarization.SoundEvents"
+#: the same data with its training set split into label kinds, as DCASE's comes: a
+#: pyannote.database meta-protocol uniting three protocols (strong, weak, unlabelled)
+MIXED_PROTOCOL = "X.SpeakerDiarization.AudiotaskDemoMixed"
 SPLITS = ("train", "development", "test")
+#: shares of the training files kept strongly labelled, weakly labelled, unlabelled (DCASE's 1 : 1 : 2)
+KIND_SHARES = {"strong": 0.25, "weak": 0.25, "unlabelled": 0.5}
 #: bump whenever synthesis changes, so that cached data sets are rebuilt
-VERSION = 1
+VERSION = 2  # 2: the training set's label-kind split and the mixed meta-protocol
 
 # ---------------------------------------------------------------------------------------------
 # soundscapes: which events where ("specs"), then their rendering over a background
@@ -163,7 +168,33 @@ def _write_split(
         durations.append(f"{filename}\t{len(waveform) / sample_rate:.3f}\n")
     write_dcase_tsv(metadata / f"{split}.tsv", rows)
     (metadata / f"{split}.lst").write_text("".join(f"{uri_of(name)}\n" for name in filenames))
+    if split == "train":
+        _write_label_kinds(metadata, filenames, rows)
     (metadata / f"{split}_durations.tsv").write_text("filename\tduration\n" + "".join(durations))
+
+
+def kind_of_files(count: int) -> list[str]:
+    """The label kind each of ``count`` training files keeps (:data:`KIND_SHARES`), by index."""
+    strong = int(round(count * KIND_SHARES["strong"]))
+    weak = int(round(count * KIND_SHARES["weak"]))
+    return ["strong"] * strong + ["weak"] * weak + ["unlabelled"] * (count - strong - weak)
+
+
+def _write_label_kinds(metadata: Path, filenames: list[str], rows: list) -> None:
+    """``train_strong.tsv`` / ``.lst`` (strong labels), ``train_weak.tsv`` / ``.lst`` (which
+    classes occur, DCASE's weak-label format) and ``train_unlabelled.lst`` (no label)."""
+    kinds = dict(zip(filenames, kind_of_files(len(filenames))))
+    for kind in ("strong", "weak", "unlabelled"):
+        names = [name for name in filenames if kinds[name] == kind]
+        (metadata / f"train_{kind}.lst").write_text("".join(f"{uri_of(name)}\n" for name in names))
+    write_dcase_tsv(metadata / "train_strong.tsv", [row for row in rows if kinds[row[0]] == "strong"])
+    tags: dict[str, set] = {name: set() for name in filenames if kinds[name] == "weak"}
+    for filename, _, _, label in rows:
+        if filename in tags:
+            tags[filename].add(label)
+    (metadata / "train_weak.tsv").write_text(
+        "filename\tevent_labels\n" + "".join(f"{name}\t{','.join(sorted(labels))}\n" for name, labels in tags.items())
+    )
 
 
 def _database_yml(counts: dict[str, int], duration: float) -> str:
@@ -179,11 +210,41 @@ def _database_yml(counts: dict[str, int], duration: float) -> str:
     }
     # labels name the same classes in every file: "global" scope (pyannote's default is "file")
     entries = {"scope": "global", "classes": list(CLASSES), **subsets}
+    protocols = {protocol: entries}
+    if counts["train"] > 0:
+        kinds = set(kind_of_files(counts["train"]))
+        train_of = {
+            "Strong": {"uri": "metadata/train_strong.lst", "annotation": "metadata/train_strong.tsv"},
+            "Weak": {"uri": "metadata/train_weak.lst", "annotation": "metadata/train_weak.tsv"},
+            "Unlabelled": {"uri": "metadata/train_unlabelled.lst"},  # no annotation: unlabelled files
+        }
+        for name, train in train_of.items():
+            if name.lower() in kinds:
+                protocols[name] = {"scope": "global", "classes": list(CLASSES), "train": {**train, "duration": float(duration)},
+                                   **{k: v for k, v in subsets.items() if k != "train" and name == "Strong"}}
+        # the meta-protocol: train unites the three parts, development and test are the strong part's
+        meta = {"train": {f"{database}.{task}.{name}": ["train"] for name in train_of if name in protocols}}
+        for split in ("development", "test"):
+            if split in subsets and "Strong" in protocols:
+                meta[split] = {f"{database}.{task}.Strong": [split]}
+        if "Strong" in protocols:
+            protocols_x = {"X": {task: {MIXED_PROTOCOL.split(".")[-1]: meta}}}
+        else:
+            protocols_x = {}
+    else:
+        protocols_x = {}
     config = {
         "Databases": {database: [f"audio/{split}/{{uri}}.wav" for split in SPLITS]},
-        "Protocols": {database: {task: {protocol: entries}}},
+        "Protocols": {database: {task: protocols}, **protocols_x},
     }
-    return yaml.safe_dump(config, sort_keys=False)
+    return yaml.dump(config, Dumper=_PlainDumper, sort_keys=False)
+
+
+class _PlainDumper(yaml.SafeDumper):
+    """Writes repeated values out in full: a database.yml that people read has no YAML anchors."""
+
+    def ignore_aliases(self, data) -> bool:
+        return True
 
 
 def build_demo_dataset(

@@ -34,10 +34,12 @@ from audiotask.engine.builders import ChunkClasses, ChunkSegments, FrameClasses,
 from audiotask.engine.checks import CheckReport, check_protocol
 from audiotask.engine.locks import file_lock
 from audiotask.engine.metadata import ProtocolMetadata, SubsetMetadata
-from audiotask.engine.preparation import STRONG, Preparation, ProtocolFiles, build_metadata, paused_gc, warn_unannotated
+from audiotask.engine.preparation import LABEL_KINDS, STRONG, Preparation, ProtocolFiles, build_metadata, paused_gc, warn_unannotated
 from audiotask.engine.readers import CachedReader, FileReader
 from audiotask.engine.resume import ResumableDataLoader, resumed_stream
-from audiotask.engine.samplers import BalancedSampler, Chunks, ChunkSampler, ClipSampler, Sampler
+from audiotask.engine.samplers import (
+    BalancedSampler, Chunks, ChunkSampler, ClipSampler, MixedSampler, Sampler, split_batch,
+)
 from audiotask.protocols.fingerprint import protocol_fingerprint
 from audiotask.utils.random import distributed_rank, global_seed, worker_identity
 
@@ -69,6 +71,10 @@ class AnnotatedTask(Task):
         labels_per_batch`` chunks centred on one of their segments. Default: the task's.
     labels_per_batch : int
         Classes per batch with ``sampling="balanced"``; must divide ``batch_size``.
+    kind_proportions : {label kind: share}, optional
+        Unite in each training batch files of several label kinds ("strong", "weak",
+        "none") in these proportions, e.g. DCASE's ``{"strong": 1, "weak": 1, "none": 2}``;
+        kinds the training set lacks give their share to the others.
     """
 
     problem: Problem
@@ -77,6 +83,8 @@ class AnnotatedTask(Task):
     sampling: str = "regions"
     #: label kinds (see ``engine.preparation``) of the files the task trains and validates on
     label_kinds: tuple[str, ...] = (STRONG,)
+    #: label kinds of the development files validated on (None: ``label_kinds``)
+    validation_label_kinds: Optional[tuple[str, ...]] = None
     #: whether annotation labels are meant to be classes (unmatched ones are then reported)
     labels_are_classes: bool = True
 
@@ -89,6 +97,7 @@ class AnnotatedTask(Task):
         balance: Optional[str] = None,
         sampling: Optional[str] = None,
         labels_per_batch: int = 2,
+        kind_proportions: Optional[dict[str, float]] = None,
         **task_options,
     ):
         super().__init__(protocol, **task_options)
@@ -99,6 +108,14 @@ class AnnotatedTask(Task):
         if self.sampling not in SAMPLINGS:
             raise ValueError(f"{type(self).__name__}: sampling must be one of {SAMPLINGS}, got {self.sampling!r}.")
         self.labels_per_batch = int(labels_per_batch)
+        self.kind_proportions = dict(kind_proportions or {})
+        unknown = set(self.kind_proportions) - set(LABEL_KINDS)
+        if unknown:
+            raise ValueError(f"{type(self).__name__}: kind_proportions names unknown label kinds {sorted(unknown)}; "
+                             f"they are {LABEL_KINDS}.")
+        if self.kind_proportions and self.min_duration < self.duration:
+            raise ValueError(f"{type(self).__name__}: batches that mix label kinds need one chunk duration "
+                             "(min_duration equal to duration).")
         if self.sampling == "balanced" and self.batch_size % self.labels_per_batch:
             raise ValueError(
                 f"{type(self).__name__}: batch_size {self.batch_size} is not a multiple of labels_per_batch {self.labels_per_batch}."
@@ -232,10 +249,14 @@ class AnnotatedTask(Task):
             self.refuse_empty_audio(name, subset)
             warn_unannotated(type(self).__name__, name, subset)
             kinds = subset.attribute("label_kind")
-            left_out = ~np.isin(kinds, self.label_kinds)
+            accepted = self.label_kinds
+            if name == "development" and self.validation_label_kinds is not None:
+                accepted = self.validation_label_kinds
+            left_out = ~np.isin(kinds, accepted)
             if left_out.any():
                 warnings.warn(
-                    f"{type(self).__name__} trains on {'/'.join(self.label_kinds)} labels: {int(left_out.sum())} {name} "
+                    f"{type(self).__name__} {'validates' if accepted is not self.label_kinds else 'trains'} on "
+                    f"{'/'.join(accepted)} labels: {int(left_out.sum())} {name} "
                     f"file(s) labelled otherwise are left out ({', '.join(sorted(set(kinds[left_out].tolist())))}), "
                     f"e.g. {str(subset.uri[left_out][0])!r}."
                 )
@@ -306,8 +327,12 @@ class AnnotatedTask(Task):
         self._validation_chunks = self.validation_chunks() if self.has_validation else None
 
     def usable_files(self, name: str) -> np.ndarray:
-        """(files,) bool: the files of subset ``name`` whose label kind the task learns from."""
-        return np.isin(self.metadata.subsets[name].attribute("label_kind"), self.label_kinds)
+        """(files,) bool: the files of subset ``name`` whose label kind the task learns from
+        (validated on, for the development subset: see ``validation_label_kinds``)."""
+        kinds = self.label_kinds
+        if name == "development" and self.validation_label_kinds is not None:
+            kinds = self.validation_label_kinds
+        return np.isin(self.metadata.subsets[name].attribute("label_kind"), kinds)
 
     # ---- reading -----------------------------------------------------------------------
     @property
@@ -426,54 +451,87 @@ class AnnotatedTask(Task):
 
     # ---- training samples ------------------------------------------------------------
     def make_sampler(self, epoch: int = 0, rank: Optional[int] = None, worker: Optional[int] = None) -> Sampler:
-        """The training sampler of this seed, rank, worker and epoch (see ``sampling``)."""
+        """The training sampler of this seed, rank, worker and epoch (see ``sampling``).
+
+        With ``kind_proportions``, each batch unites the label kinds in those proportions
+        (a :class:`MixedSampler` of one stream per kind present in the training set).
+        """
         key = dict(
-            batch_size=self.batch_size, seed=global_seed(), epoch=epoch,
+            batch_size=self.sampled_rows(), seed=global_seed(), epoch=epoch,
             rank=distributed_rank() if rank is None else rank, worker=worker_identity()[0] if worker is None else worker,
         )
+        kinds = self.batch_kinds()
+        if kinds is None:
+            return self._sampler(key, self.usable_files("train"))
+        label_kind = self.metadata.subsets["train"].attribute("label_kind")
+        counts = split_batch(key["batch_size"], [share for _, share in kinds])
+        parts = [
+            # each part its own stream: the seed is the run's, set apart by the part
+            self._sampler({**key, "batch_size": count, "seed": key["seed"] * 8 + 1 + part}, label_kind == kind)
+            for part, ((kind, _), count) in enumerate(zip(kinds, counts))
+        ]
+        return MixedSampler(parts, counts, **{k: v for k, v in key.items() if k != "batch_size"})
+
+    def batch_kinds(self) -> Optional[list[tuple[str, float]]]:
+        """``[(label kind, share)]`` of the kinds each batch unites, among those the training
+        set has; None when batches are drawn from all usable files alike."""
+        if not self.kind_proportions:
+            return None
+        present = set(self.metadata.subsets["train"].attribute("label_kind").tolist())
+        kinds = [(kind, float(share)) for kind, share in self.kind_proportions.items()
+                 if kind in self.label_kinds and kind in present and share > 0]
+        return kinds if len(kinds) > 1 else None
+
+    def _sampler(self, key: dict, usable: np.ndarray) -> Sampler:
+        """The ``sampling`` stream over the training files where ``usable`` is True."""
+        if not usable.any():
+            raise ValueError(f"{type(self).__name__}: no training file to draw chunks from.")
         if self.sampling == "clips":
-            usable = self.usable_files("train")
             # the sampler draws among the usable files: it must give their indices in the subset
             return ClipSampler(np.asarray(self.metadata.subsets["train"].duration)[usable], self.duration,
                                file_ids=np.flatnonzero(usable), **key)
         if self.sampling == "balanced":
-            return self._balanced_sampler(key)
-        regions, region_file = self.training_regions()
+            return self._balanced_sampler(key, usable)
+        regions, region_file = self.training_regions(usable)
         return ChunkSampler(regions, region_file, self.duration, min_duration=self.min_duration,
                             groups=self.balance_groups(), **key)
 
-    def training_regions(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(regions (n, 2), file of each)``: annotated regions of the usable training files."""
+    def training_regions(self, usable: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(regions (n, 2), file of each)``: annotated regions of the usable training files
+        (``usable``: a (files,) bool mask; default :meth:`usable_files`)."""
         train = self.metadata.subsets["train"]
+        usable = self.usable_files("train") if usable is None else usable
         region_file = np.repeat(np.arange(len(train)), np.diff(train.annotated_offsets))
-        keep = self.usable_files("train")[region_file]
+        keep = usable[region_file]
         return np.asarray(train.annotated)[keep], region_file[keep]
 
-    def _balanced_sampler(self, key: dict) -> BalancedSampler:
+    def _balanced_sampler(self, key: dict, usable: np.ndarray) -> BalancedSampler:
         train = self.metadata.subsets["train"]
         file_of = np.repeat(np.arange(len(train)), np.diff(train.segment_offsets))
         segment_class = self._label_class[np.asarray(train.segment_label)] if len(file_of) else file_of
-        keep = (segment_class >= 0) & self.usable_files("train")[file_of]
+        keep = (segment_class >= 0) & usable[file_of]
         starts, ends = np.asarray(train.segment_start)[keep], np.asarray(train.segment_end)[keep]
         # a chunk drawn for a segment stays inside the annotated region the segment is in
         bounds = np.stack(train.region_bounds(file_of[keep], starts), axis=1)
         return BalancedSampler(
             file_of[keep], starts, ends, segment_class[keep], bounds, self.duration,
-            labels_per_batch=self.labels_per_batch, chunks_per_label=self.batch_size // self.labels_per_batch,
+            labels_per_batch=self.labels_per_batch, chunks_per_label=key["batch_size"] // self.labels_per_batch,
             **{k: v for k, v in key.items() if k != "batch_size"},
         )
 
     def balance_groups(self) -> Optional[np.ndarray]:
-        """The ``balance`` attribute of each usable training file (read once, at preparation)."""
+        """The ``balance`` attribute of every training file, by file index (read once, at
+        preparation); the sampler weighs the regions it draws from by it."""
         if self.balance is None:
             return None
-        return self.metadata.subsets["train"].attribute(self.balance)[self.usable_files("train")]
+        return self.metadata.subsets["train"].attribute(self.balance)
 
     def train_batches(self, epoch: Optional[int] = None):
         """Endless training batches of this worker's stream (resumed where a saved run stopped).
 
         ``epoch`` defaults to the trainer's; a dataloader worker started by spawn has no
-        trainer: its dataset passes the epoch (see ``TrainBatches``).
+        trainer: its dataset passes the epoch (see ``TrainBatches``). Of each batch, the
+        sampler draws :meth:`sampled_rows` chunks; :meth:`extend_batch` adds the rest.
         """
         if epoch is None:
             epoch = 0 if self.model is None else self.model.current_epoch
@@ -482,11 +540,24 @@ class AnnotatedTask(Task):
             self.resume_state, epoch=epoch, worker=worker, num_workers=num_workers, batch_size=self.batch_size
         )
         sampler = self.make_sampler(epoch, worker=stream)
-        sampler.position = position
+        rows = sampler.batch_size
+        sampler.position = position // self.batch_size * rows + position % self.batch_size
         while True:
+            index = sampler.position // rows
             # up to the end of the batch the sampler is in: its chunks share one duration
-            chunks: Chunks = sampler.take(self.batch_size - sampler.position % self.batch_size)
-            yield self.make_batch("train", chunks.files, chunks.starts, float(chunks.durations[0]), chunks.labels)
+            chunks: Chunks = sampler.take(rows - sampler.position % rows)
+            batch = self.make_batch("train", chunks.files, chunks.starts, float(chunks.durations[0]), chunks.labels)
+            yield self.extend_batch(batch, key=(global_seed(), distributed_rank(), stream, epoch, index))
+
+    def sampled_rows(self) -> int:
+        """Chunks of each training batch that the sampler draws from the protocol's files
+        (all of them, unless a task makes some rows itself: see :meth:`extend_batch`)."""
+        return self.batch_size
+
+    def extend_batch(self, batch: dict, *, key: tuple[int, ...]) -> dict:
+        """The training batch with the rows a task makes itself (e.g. soundscapes mixed on the
+        fly); ``key`` (seed, rank, stream, epoch, batch index) makes them reproducible."""
+        return batch
 
     def train__iter__(self):
         """Training samples one at a time (the rows of :meth:`train_batches`)."""

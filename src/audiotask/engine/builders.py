@@ -20,6 +20,7 @@ import numpy as np
 
 from audiotask.core.frames import Frames
 from audiotask.engine.metadata import SubsetMetadata
+from audiotask.engine.preparation import STRONG, WEAK
 from audiotask.engine.targets import chunk_targets_batch, frame_targets_batch, track_counts_batch
 
 
@@ -228,6 +229,22 @@ class AnnotatedClassMask(TargetBuilder):
                 raise ValueError(
                     f"{subset_name} file {uri!r}: {self.attribute} names {unknown}, not among the classes {classes}."
                 )
+
+
+class LabelKindMasks(TargetBuilder):
+    """Which rows each output learns from, by the label kind of the chunk's file: ``frame_key``
+    (chunks,) uint8 is 1 for strongly labelled files (their frames are known), ``clip_key``
+    1 for strongly and weakly labelled ones (which classes occur is known); unlabelled files
+    have 0 in both."""
+
+    def __init__(self, frame_key: str = "mask", clip_key: str = "mask_clip"):
+        self.frame_key, self.clip_key = frame_key, clip_key
+        self.outputs = {frame_key: np.dtype(np.uint8), clip_key: np.dtype(np.uint8)}
+
+    def __call__(self, segments: ChunkSegments) -> dict[str, np.ndarray]:
+        kinds = segments.attribute("label_kind")
+        return {self.frame_key: (kinds == STRONG).astype(np.uint8),
+                self.clip_key: np.isin(kinds, (STRONG, WEAK)).astype(np.uint8)}
 
 
 def fit_dtype(key: str, values: np.ndarray, dtype: np.dtype) -> np.ndarray:

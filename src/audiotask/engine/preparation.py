@@ -28,6 +28,7 @@ from audiotask.protocols.files import check_audio, entry
 BUILT_IN_ATTRIBUTES = ("database", "label_kind", "tags")
 #: ``label_kind`` values: time-stamped segments, clip-level tags only, or nothing
 STRONG, WEAK, UNLABELLED = "strong", "weak", "none"
+LABEL_KINDS = (STRONG, WEAK, UNLABELLED)
 
 
 @dataclass(frozen=True)

@@ -404,3 +404,74 @@ class BalancedSampler(Sampler):
         lo, hi = self.bounds[segment, 0], self.bounds[segment, 1]
         starts = np.clip(centre - self.duration / 2, lo, np.maximum(lo, hi - self.duration))
         return Chunks(self.files[segment], starts, np.full(self.block_size, self.duration), self.labels[rank].astype(np.int64))
+
+
+# ---- batches that unite several streams --------------------------------------------------
+def split_batch(batch_size: int, proportions: Sequence[float]) -> list[int]:
+    """Chunks of each part in a batch of ``batch_size``, in the ratio of ``proportions``.
+
+    Largest remainders: ``split_batch(16, (1, 1, 2)) == [4, 4, 8]``; every part with a
+    positive proportion gets at least one chunk (a part left out of every batch would
+    silently teach nothing).
+    """
+    weights = np.asarray(proportions, dtype=np.float64)
+    if len(weights) == 0 or (weights < 0).any() or not weights.sum() > 0:
+        raise ValueError(f"split_batch: proportions must be non-negative and not all zero, got {list(proportions)}.")
+    if batch_size < int((weights > 0).sum()):
+        raise ValueError(f"split_batch: a batch of {batch_size} cannot hold one chunk of each of {int((weights > 0).sum())} parts.")
+    exact = batch_size * weights / weights.sum()
+    counts = np.floor(exact).astype(int)
+    counts[(weights > 0) & (counts == 0)] = 1
+    while counts.sum() > batch_size:  # the minimum of one took chunks from the largest parts
+        counts[np.argmax(counts)] -= 1
+    order = np.argsort(-(exact - counts), kind="stable")
+    for part in order[: batch_size - counts.sum()]:
+        counts[part] += 1
+    return counts.tolist()
+
+
+class MixedSampler(Sampler):
+    """Endless stream of batches that each unite fixed numbers of chunks of several streams.
+
+    Batch ``b`` holds ``counts[0]`` chunks of ``parts[0]`` (the chunks of its own batch
+    ``b``), then ``counts[1]`` of ``parts[1]``, and so on: e.g. strongly labelled, weakly
+    labelled and unlabelled files in DCASE's 1 : 1 : 2. Each part is read by position, so a
+    batch depends only on its index: the stream resumes like any other.
+
+    Parameters
+    ----------
+    parts : list of Sampler
+        One stream per part, each keyed on its own (give each a distinct seed).
+    counts : list of int
+        Chunks of each part per batch (see :func:`split_batch`).
+    seed, rank, worker, epoch : int
+        What makes this stream distinct.
+    """
+
+    def __init__(self, parts: Sequence[Sampler], counts: Sequence[int], *, seed: int = 0, rank: int = 0,
+                 worker: int = 0, epoch: int = 0):
+        if len(parts) != len(counts) or not parts or min(counts) < 1:
+            raise ValueError(f"MixedSampler: one positive count per part, got {len(parts)} parts and counts {list(counts)}.")
+        super().__init__(batch_size=int(sum(counts)), seed=seed, rank=rank, worker=worker, epoch=epoch)
+        self.parts, self.counts = list(parts), [int(c) for c in counts]
+        self.block_size = _blocks_of_batches(self.batch_size)
+        self.set_epoch(epoch)
+
+    def set_epoch(self, epoch: int) -> None:
+        super().set_epoch(epoch)
+        for part in self.parts:
+            part.set_epoch(epoch)
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        for part in self.parts:
+            part.epoch = self.epoch
+
+    def _block(self, index: int) -> Chunks:
+        batches = self.block_size // self.batch_size
+        pieces = []
+        for batch in range(index * batches, (index + 1) * batches):
+            for part, count in zip(self.parts, self.counts):
+                part.epoch, part.position = self.epoch, batch * count
+                pieces.append(part.take(count))
+        return Chunks(*(np.concatenate(column) for column in zip(*pieces)))

@@ -35,6 +35,22 @@ class AttentionPooling(nn.Module):
         return (weights * self.classifier(features)).sum(dim=1)
 
 
+class ClipPooling(nn.Module):
+    """Clip output of a frame model, as in DCASE's baseline: the frame probabilities of each
+    class averaged with attention weights (a softmax over frames) computed from the frames'
+    features. Returns logits (the logit of the pooled probability), like every output."""
+
+    def __init__(self, in_features: int, num_classes: int):
+        super().__init__()
+        self.attention = nn.Linear(in_features, num_classes)
+
+    def forward(self, features: torch.Tensor, frame_logits: torch.Tensor) -> torch.Tensor:
+        """(batch, frames, features), (batch, frames, classes) -> (batch, classes) logits."""
+        weights = torch.softmax(self.attention(features), dim=1)
+        probability = (weights * torch.sigmoid(frame_logits)).sum(dim=1)
+        return torch.logit(probability.clamp(1e-6, 1.0 - 1e-6))
+
+
 class CRNN(Model):
     """Convolutional recurrent network for sound event detection and voice activity detection.
 
@@ -88,12 +104,35 @@ class CRNN(Model):
             self.head = AttentionPooling(self.embedding_size, num_outputs)
         else:
             self.head = nn.Linear(self.embedding_size, num_outputs)
+            # the clip output that weakly labelled files train (see forward_spectrogram)
+            self.clip_head = ClipPooling(self.embedding_size, num_outputs)
 
-    def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
-        """(batch, channels, samples) -> logits (batch, frames, classes) or (batch, classes)."""
+    @property
+    def spectrogram_frames_per_output(self) -> int:
+        """Spectrogram frames per output frame (the convolutions' time pooling): a time shift
+        of the spectrogram by a multiple of it shifts the outputs by whole frames."""
+        return self.frame_hop // self.features.hop_length
+
+    def spectrogram(self, waveforms: torch.Tensor) -> torch.Tensor:
+        """(batch, channels, samples) -> log-mel (batch, frames, n_mels), before normalisation:
+        where training augments in the time-frequency domain."""
         self.check_input(waveforms)
-        features = self.normalize(self.features(waveforms).transpose(1, 2)).transpose(1, 2)
+        return self.features(waveforms)
+
+    def forward_spectrogram(self, spectrogram: torch.Tensor, *, clip: bool = False):
+        """Log-mel (batch, frames, n_mels) -> logits, as :meth:`forward`; with ``clip`` (FRAME
+        resolution), ``(frame logits (batch, frames, classes), clip logits (batch, classes))``."""
+        features = self.normalize(spectrogram.transpose(1, 2)).transpose(1, 2)
         hidden = self.convolutions(features.unsqueeze(1))  # (batch, channels, frames, mel)
         hidden = hidden.permute(0, 2, 1, 3).flatten(start_dim=2)
         output, _ = self.gru(hidden)
-        return self.head(output)
+        logits = self.head(output)
+        if not clip:
+            return logits
+        if self.specifications.resolution is not Resolution.FRAME:
+            raise ValueError(f"{type(self).__name__}: a clip output exists at FRAME resolution only.")
+        return logits, self.clip_head(output, logits)
+
+    def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
+        """(batch, channels, samples) -> logits (batch, frames, classes) or (batch, classes)."""
+        return self.forward_spectrogram(self.spectrogram(waveforms))

@@ -37,6 +37,9 @@ class TaskEntry:
     options : tuple of str
         Constructor keywords the task accepts besides :data:`ENGINE_OPTIONS` (e.g.
         ``"classes"``): a user option that maps to a keyword outside them is refused.
+    command_line_defaults : tuple of (keyword, value)
+        What ``audiotask train`` passes for a keyword the user did not give, where the
+        best recipe differs from the class's default (kept for the Python API's users).
     """
 
     name: str
@@ -44,6 +47,7 @@ class TaskEntry:
     help: str
     aliases: tuple[str, ...] = ()
     options: tuple[str, ...] = ()
+    command_line_defaults: tuple[tuple[str, object], ...] = ()
 
     @property
     def short_name(self) -> str:
@@ -70,7 +74,10 @@ TASKS: tuple[TaskEntry, ...] = (
         "audiotask.tasks.sound_event_detection:SoundEventDetection",
         "which sound classes are active, per chunk or per frame (multi-label)",
         aliases=("sed",),
-        options=("classes", "resolution"),
+        options=("classes", "resolution", "kind_proportions", "augmentation", "mean_teacher",
+                 "consistency_ramp_up", "mixing", "select_by"),
+        # DCASE's recipe: frame decisions over ten-second clips
+        command_line_defaults=(("resolution", "frame"), ("duration", 10.0)),
     ),
     TaskEntry(
         "voice-activity-detection",

@@ -1,17 +1,62 @@
-"""Sound event detection: which sound classes are active, per chunk or per frame?"""
+"""Sound event detection: which sound classes are active, per chunk or per frame?
+
+At FRAME resolution the task trains as DCASE's baseline does: batches unite strongly
+labelled, weakly labelled and unlabelled files (1 : 1 : 2 by default); the model gives a
+frame output and a clip output (pooled from the frames); strong files train both, weak
+files the clip output; a mean teacher's consistency loss teaches from every file; training
+batches are augmented (mixup, FilterAugment...), optionally completed with soundscapes
+mixed on the fly (``mixing``); and the kept checkpoint is the one with the best PSDS on the
+development set, student or teacher.
+"""
 
 from __future__ import annotations
 
+import warnings
 from typing import Optional, Sequence
 
-from audiotask.engine.annotated_task import AnnotatedTask
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from audiotask.augmentation.recipe import DetectionAugmentation
+from audiotask.core import objectives
 from audiotask.core.specifications import Problem, Resolution
+from audiotask.engine.annotated_task import AnnotatedTask
+from audiotask.engine.builders import ChunkTags, FrameClasses, LabelKindMasks
+from audiotask.engine.detection_validation import SELECTION_SCORES, DetectionScores
+from audiotask.engine.mixing import DynamicMixing, SoundscapeMixer
+from audiotask.engine.preparation import STRONG, UNLABELLED, WEAK
+from audiotask.engine.teacher import MeanTeacher
 
 #: The ten classes of DCASE's domestic sound event detection task (DESED).
 DCASE_CLASSES = [
     "Speech", "Dog", "Cat", "Alarm_bell_ringing", "Dishes",
     "Frying", "Blender", "Running_water", "Vacuum_cleaner", "Electric_shaver_toothbrush",
 ]
+
+#: DCASE baseline's batch: strong, weak and unlabelled files in 1 : 1 : 2
+DCASE_PROPORTIONS = {STRONG: 1.0, WEAK: 1.0, UNLABELLED: 2.0}
+
+
+def clip_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of (batch, classes) clip logits over the rows where ``mask`` (batch,) is 1."""
+    loss = F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype), reduction="none")
+    return objectives.reduce_loss(loss, objectives.entry_weights(loss, mask=mask))
+
+
+def has_spectrogram(model) -> bool:
+    """Whether ``model`` exposes its log-mel front end and a clip output (as ``CRNN`` does):
+    then training augments its spectrogram and trains its own clip output."""
+    return hasattr(model, "forward_spectrogram") and hasattr(model, "spectrogram")
+
+
+def outputs(model, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(frame logits, clip logits)`` of a FRAME model: from its spectrogram and clip output,
+    or, for a model without them, from waveforms, the clip logit being the frames' largest."""
+    if has_spectrogram(model):
+        return model.forward_spectrogram(inputs, clip=True)
+    frame_logits = model(inputs)
+    return frame_logits, frame_logits.amax(dim=1)
 
 
 class SoundEventDetection(AnnotatedTask):
@@ -20,17 +65,33 @@ class SoundEventDetection(AnnotatedTask):
     Parameters
     ----------
     protocol : pyannote.database.Protocol
+        Its training files may mix label kinds: strong labels (an ``Annotation``, e.g. a
+        DCASE strong TSV), weak labels (``WeakLabels``, a DCASE weak TSV) and none (a file
+        without "annotation"), e.g. through a pyannote.database meta-protocol.
     classes : list of str, optional
         Class names, in the order of the model's outputs. Labels are mapped by name; labels
         outside ``classes`` are reported and ignored. Defaults to the labels of the
         training set, sorted.
     resolution : Resolution or "chunk" / "frame"
-        CHUNK (one decision per chunk; the default, as in the tutorial) or FRAME (one
-        per frame). Both learn from strongly labelled files: the targets of a chunk come
-        from the events inside it, and files with weak labels only (a DCASE weak-label
-        TSV) are left out, with a warning that names them.
-    **kwargs
-        See :class:`~audiotask.engine.annotated_task.AnnotatedTask`.
+        CHUNK (one decision per chunk; the default, as in the tutorial; strong labels only)
+        or FRAME (one per frame, and the DCASE recipe below).
+    kind_proportions : {label kind: share}, optional
+        FRAME: shares of strong, weak and unlabelled files in each batch (default
+        :data:`DCASE_PROPORTIONS`; kinds the training set lacks give theirs to the others).
+    augmentation : DetectionAugmentation, optional
+        FRAME: the batches' augmentation (default: ``DetectionAugmentation()``); use
+        ``DetectionAugmentation.none()`` for none. (CHUNK takes the base ``Task``'s
+        waveform ``augmentation`` callable.)
+    mean_teacher : bool
+        FRAME: train with a mean teacher (consistency loss on frame and clip outputs).
+    teacher_decay, consistency_weight, consistency_ramp_up :
+        The teacher's EMA decay, the largest weight of the consistency loss and the
+        optimiser steps of its ramp-up (DCASE baseline: 0.999, 2).
+    mixing : DynamicMixing, optional
+        FRAME: fill ``mixing.share`` of each training batch with soundscapes mixed on the fly
+        from isolated event clips (see ``engine.mixing``).
+    select_by : "psds1", "psds2" or "loss"
+        What validation keeps the best checkpoint by (FRAME; CHUNK validates by loss).
     """
 
     problem = Problem.MULTI_LABEL_CLASSIFICATION
@@ -41,11 +102,201 @@ class SoundEventDetection(AnnotatedTask):
         classes: Optional[Sequence[str]] = None,
         resolution: Resolution | str = Resolution.CHUNK,
         duration: float = 5.0,
+        *,
+        kind_proportions: Optional[dict[str, float]] = None,
+        augmentation=None,
+        mean_teacher: bool = True,
+        teacher_decay: float = 0.999,
+        consistency_weight: float = 2.0,
+        consistency_ramp_up: int = 1000,
+        mixing: Optional[DynamicMixing] = None,
+        select_by: str = "psds1",
         **kwargs,
     ):
         self.classes = None if classes is None else [str(c) for c in classes]
         self.resolution = Resolution(resolution)
-        super().__init__(protocol, duration=duration, **kwargs)
+        frame = self.resolution is Resolution.FRAME
+        if frame:
+            self.label_kinds = (STRONG, WEAK, UNLABELLED)
+            self.validation_label_kinds = (STRONG,)
+            if kind_proportions is None and (kwargs.get("min_duration") or duration) >= duration:
+                # (chunks of varying duration cannot unite kinds in one batch: then drawn alike)
+                kind_proportions = DCASE_PROPORTIONS
+            self.recipe = augmentation if augmentation is not None else DetectionAugmentation()
+            if not isinstance(self.recipe, DetectionAugmentation):
+                # a waveform augmentation of the user's (torch-audiomentations convention): that only
+                kwargs["augmentation"], self.recipe = self.recipe, DetectionAugmentation.none()
+        else:
+            kwargs["augmentation"] = augmentation
+            for name, value in (("kind_proportions", kind_proportions), ("mixing", mixing)):
+                if value is not None:
+                    raise ValueError(f"SoundEventDetection: {name} applies to FRAME resolution only.")
+        if select_by not in (*SELECTION_SCORES, "loss"):
+            raise ValueError(f"SoundEventDetection: select_by must be one of {(*SELECTION_SCORES, 'loss')}, got {select_by!r}.")
+        super().__init__(protocol, duration=duration, kind_proportions=kind_proportions, **kwargs)
+        self.mean_teacher = frame and mean_teacher
+        self.teacher_options = dict(decay=teacher_decay, weight=consistency_weight, ramp_up=consistency_ramp_up)
+        self.mixing = mixing if frame else None
+        self.select_by = select_by if frame else "loss"
+        self.teacher: Optional[MeanTeacher] = None
+        self._teacher_state: Optional[dict] = None  # from a checkpoint, until the teacher exists
+        self.kept_network = "student"
 
     def known_classes(self) -> Optional[list[str]]:
         return self.classes
+
+    @property
+    def frame_recipe(self) -> bool:
+        return self.resolution is Resolution.FRAME
+
+    @property
+    def monitor(self) -> tuple[str, str]:
+        if self.select_by == "loss" or not self.has_validation:
+            return super().monitor
+        return f"val/{self.select_by}", "max"
+
+    # ---- batches -----------------------------------------------------------------------
+    def target_builders(self):
+        if not self.frame_recipe:
+            return super().target_builders()
+        # frame targets from strong labels, clip targets from strong and weak ones, and which
+        # rows each output learns from
+        return [FrameClasses("y"), ChunkTags("y_clip"), LabelKindMasks("mask", "mask_clip")]
+
+    def sampled_rows(self) -> int:
+        return self.batch_size - self.mixed_rows()
+
+    def mixed_rows(self) -> int:
+        """Rows of each training batch mixed on the fly (``mixing.share`` of the batch)."""
+        if self.mixing is None:
+            return 0
+        return min(self.batch_size - 1, max(1, int(round(self.mixing.share * self.batch_size))))
+
+    def soundscape_mixer(self) -> SoundscapeMixer:
+        if getattr(self, "_mixer", None) is None:
+            self._mixer = SoundscapeMixer(self.mixing, self.specifications.classes, sample_rate=self.sample_rate,
+                                          duration=self.duration)
+        return self._mixer
+
+    def extend_batch(self, batch: dict, *, key: tuple[int, ...]) -> dict:
+        if self.mixing is None:
+            return batch
+        seed, rank, stream, epoch, index = key
+        mixer = self.soundscape_mixer()
+        waveforms, events = mixer.soundscapes(self.mixed_rows(), seed=seed, rank=rank, worker=stream, epoch=epoch, index=index)
+        frame = mixer.frame_targets(events, frames=self.model.frames, num_frames=batch["y"].shape[1])
+        mixed = {"X": torch.from_numpy(waveforms), "y": torch.from_numpy(frame),
+                 "y_clip": torch.from_numpy(frame.max(axis=1)), "mask": torch.ones(len(frame), dtype=torch.uint8),
+                 "mask_clip": torch.ones(len(frame), dtype=torch.uint8)}
+        return {name: torch.cat([batch[name], mixed[name].to(batch[name].dtype)]) for name in batch}
+
+    # ---- training ---------------------------------------------------------------------
+    def generator(self, step: int) -> torch.Generator:
+        """The augmentation's random source at optimiser step ``step`` (seeded: reproducible, resumable)."""
+        from audiotask.utils.random import global_seed
+
+        return torch.Generator().manual_seed(global_seed() * 1_000_003 + step)
+
+    def training_step(self, batch, batch_idx: int):
+        if not self.frame_recipe:
+            return super().training_step(batch, batch_idx)
+        model, step = self.model, self.model.global_step
+        generator = self.generator(step)
+        strong, weak = batch["mask"].bool(), batch["mask_clip"].bool() & ~batch["mask"].bool()
+        waveforms = self.recipe.waveforms(self.augment(batch["X"]), sample_rate=self.sample_rate, generator=generator)
+        inputs, y, y_clip = waveforms, batch["y"], batch["y_clip"]
+        if has_spectrogram(model):
+            inputs, y, y_clip = self.recipe.spectrogram(
+                model.spectrogram(waveforms), y, y_clip, strong=strong, weak=weak,
+                pooling=model.spectrogram_frames_per_output, generator=generator,
+            )
+        frame_logits, clip_logits = outputs(model, inputs)
+        losses = {
+            "frame": self.compute_loss(frame_logits, y, self.chunk_duration(waveforms), mask=batch["mask"]),
+            "clip": clip_loss(clip_logits, y_clip, batch["mask_clip"]),
+        }
+        loss = losses["frame"] + losses["clip"]
+        if self.mean_teacher:
+            teacher = self.ensure_teacher()
+            with torch.no_grad():
+                teacher_frame, teacher_clip = outputs(teacher.model, inputs)
+            losses["consistency"] = (
+                F.mse_loss(torch.sigmoid(frame_logits), torch.sigmoid(teacher_frame))
+                + F.mse_loss(torch.sigmoid(clip_logits), torch.sigmoid(teacher_clip))
+            )
+            loss = loss + teacher.consistency_weight(step) * losses["consistency"]
+        for name, value in losses.items():
+            model.log(f"train/{name}", value, on_step=True, on_epoch=False, batch_size=len(waveforms))
+        return self.checked_loss(loss, waveforms, batch_idx)
+
+    def ensure_teacher(self) -> MeanTeacher:
+        """The mean teacher, made from the model on first use (with a checkpoint's weights, resuming)."""
+        if self.teacher is None:
+            self.teacher = MeanTeacher(self.model, **self.teacher_options)
+            if self._teacher_state is not None:
+                self.teacher.load_state_dict(self._teacher_state)
+                self._teacher_state = None
+        return self.teacher.to(self.model.device)
+
+    def on_optimizer_step(self) -> None:
+        if self.mean_teacher:
+            self.ensure_teacher().update(self.model, self.model.global_step)
+
+    # ---- validation -------------------------------------------------------------------
+    def setup_metrics(self, model) -> None:
+        super().setup_metrics(model)
+        if self.frame_recipe and self.has_validation:
+            self.detections = DetectionScores(self._validation_chunks, self.duration)
+
+    def validation_step(self, batch, batch_idx: int):
+        if not self.frame_recipe:
+            return super().validation_step(batch, batch_idx)
+        output = super().validation_step({key: batch[key] for key in ("X", "y")}, batch_idx)
+        if self.select_by != "loss":
+            for network, model in self.networks():
+                with torch.no_grad():
+                    scores = torch.sigmoid(model(batch["X"].to(self.model.device)))
+                self.detections.add(network, scores.cpu().numpy())
+        return output
+
+    def networks(self):
+        """``(name, model)`` of the networks validation scores: the student, and its teacher."""
+        yield "student", self.model
+        if self.mean_teacher and (self.teacher is not None or self._teacher_state is not None):
+            yield "teacher", self.ensure_teacher().model
+
+    def on_validation_epoch_end(self) -> None:
+        super().on_validation_epoch_end()
+        if not self.frame_recipe or self.select_by == "loss":
+            return
+        scenario = int(self.select_by[-1])
+        scores = {network: self.detections.psds(self, network, scenario=scenario) for network in list(self.detections.scores)}
+        self.detections.reset()
+        scores = {network: value for network, value in scores.items() if value is not None}
+        if not scores:
+            warnings.warn(f"{type(self).__name__}: no {self.select_by} this validation (no reference event).")
+            return
+        for network, value in scores.items():
+            self.model.log(f"val/{self.select_by}_{network}", value)
+        self.kept_network = max(scores, key=scores.get)
+        self.model.log(f"val/{self.select_by}", scores[self.kept_network], prog_bar=True)
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state["teacher"] = None  # dataloader workers make batches, not predictions
+        return state
+
+    # ---- checkpoints ------------------------------------------------------------------
+    def checkpoint_extras(self) -> dict:
+        """The teacher's weights, and which network a checkpoint's model is (see ``Model``)."""
+        if self.teacher is None:
+            return {}
+        return {"teacher_state_dict": self.teacher.state_dict(), "audiotask_kept": self.kept_network}
+
+    def restore_extras(self, checkpoint: dict) -> None:
+        state = checkpoint.get("teacher_state_dict")
+        if state is not None and self.mean_teacher:
+            if self.teacher is None:
+                self._teacher_state = state
+            else:
+                self.teacher.load_state_dict(state)

@@ -1,0 +1,96 @@
+"""Validation by the score that counts for sound event detection: PSDS on the development set.
+
+Validation loss says little about detection: the checkpoint a sound event detector keeps is
+chosen, as in DCASE's baseline, by a detection score over the development set. Each
+validation chunk is scored as its own clip (a DCASE development file is one ten-second
+chunk); its reference events are the annotation segments inside it, exactly, from the
+prepared metadata.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import warnings
+
+import numpy as np
+
+from audiotask.metrics.events import merge_connected
+
+#: what validation can select checkpoints by: DCASE's two PSDS scenarios
+SELECTION_SCORES = ("psds1", "psds2")
+
+
+class DetectionScores:
+    """Frame scores of the validation chunks of one epoch, by network ("student", "teacher").
+
+    Parameters
+    ----------
+    chunks : (chunks, 2) float array
+        ``[file, start]`` of each validation chunk, in validation order.
+    duration : float
+        Chunk duration, in seconds.
+    """
+
+    def __init__(self, chunks: np.ndarray, duration: float):
+        self.chunks, self.duration = np.asarray(chunks).reshape(-1, 2), float(duration)
+        self.scores: dict[str, list[np.ndarray]] = {}
+
+    def reset(self) -> None:
+        self.scores = {}
+
+    def add(self, network: str, scores: np.ndarray) -> None:
+        """Scores (batch, frames, classes) in [0, 1] of the next chunks, in validation order."""
+        self.scores.setdefault(network, []).append(np.asarray(scores, dtype=np.float32))
+
+    def reference(self, task) -> tuple[dict[str, list], dict[str, float]]:
+        """``({chunk name: [(onset, offset, class)]}, {chunk name: duration})`` of the chunks."""
+        segments = task.chunk_segments("development", self.chunks[:, 0].astype(np.int64), self.chunks[:, 1],
+                                       self.duration)
+        chunk, starts, ends, classes = segments.class_segments()
+        names = self.names()
+        reference: dict[str, list] = {name: [] for name in names}
+        labels = segments.classes
+        for row, start, end, k in zip(chunk.tolist(), starts.tolist(), ends.tolist(), classes.tolist()):
+            reference[names[row]].append((max(0.0, start), end, labels[k]))
+        # overlapping events of one class are one stretch of activity (as frame targets have it)
+        reference = {name: merge_connected(events) for name, events in reference.items()}
+        # the annotated part of each chunk (a chunk past its region's end is zero-padded)
+        seconds = dict(zip(names, np.minimum(np.asarray(segments.annotated, dtype=np.float64), self.duration).tolist()))
+        return reference, seconds
+
+    def names(self) -> list[str]:
+        return [f"{int(file)}@{start:.3f}" for file, start in self.chunks]
+
+    def psds(self, task, network: str, *, scenario: int = 1) -> Optional[float]:
+        """PSDS of ``network``'s scores on the chunks (None without scores, or without a
+        reference event to detect)."""
+        import pandas as pd
+
+        from audiotask.metrics.psds import psds_of_frames
+
+        parts = self.scores.get(network)
+        if not parts:
+            return None
+        scores = np.concatenate(parts)
+        if len(scores) != len(self.chunks):  # a partial pass (a sanity check, a limited run)
+            return None
+        reference, seconds = self.reference(task)
+        if not any(reference.values()):
+            return None
+        frames = task.model.frames
+        num_frames = scores.shape[1]
+        edges = frames.start + frames.step * np.arange(num_frames + 1)
+        onsets, offsets = np.maximum(edges[:-1], 0.0), edges[1:]
+        classes = list(task.specifications.classes)
+        tables = {}
+        for name, clip in zip(self.names(), scores):
+            keep = onsets < seconds[name]  # frames past the annotated part are no one's
+            table = pd.DataFrame(clip[keep], columns=classes)
+            table.insert(0, "offset", np.minimum(offsets[keep], seconds[name]))
+            table.insert(0, "onset", onsets[keep])
+            tables[name] = table
+        with warnings.catch_warnings():
+            # classes without development events are the data's business, said once by the task's report
+            warnings.filterwarnings("ignore", message="classes without ground truth events")
+            return psds_of_frames(tables, reference, seconds, scenario)["psds"]
