@@ -51,7 +51,16 @@ Layout under ``ROOT`` (what ``audiotask`` reads): ``audio/{train,development,tes
 ``metadata/{split}_durations.tsv``; the training set split into label kinds like DCASE's:
 ``metadata/train_strong.tsv`` (+ ``.lst``; a third of the train files), ``train_weak.tsv``
 (``filename<TAB>event_labels``, + ``.lst``; another third) and ``train_unlabelled.lst`` (the
-last third); ``metadata/sources.tsv`` (each source file: class, group, split); and
+last third); ``metadata/sources.tsv`` (each source file: class, group, split); for dynamic
+mixing (``audiotask train --mixing-option events=ROOT/isolated --mixing-option
+backgrounds=ROOT/backgrounds/train``, which ``run --mixing`` passes), the TRAIN split's
+sources only, 16 kHz mono PCM_16: ``isolated/<Class>/<name>.wav``, every event source file
+as the soundscapes draw from it (decoded, trimmed to its active part with ``active_bounds``;
+one file per spoken word for Speech and per step for Footsteps, not assembled events; cut
+to the longest span ``render_event`` takes of one file, with its fade where it crops:
+``Style.crop``'s upper bound or ``Style.max_seconds``) and ``backgrounds/train/<name>.wav``
+(the train backgrounds, full length); ``<name>`` is the file's group and stem made
+filesystem-safe (plus its SHA-1's first 8 digits should two collide); and
 ``database.yml`` declaring:
 
 * ``RealRecordings.SpeakerDiarization.Events``: all train files strongly labelled;
@@ -66,14 +75,15 @@ name), ``audiotask apply`` on ``audio/test``, ``audiotask evaluate`` against
 
     .venv/bin/python benchmarks/real_recordings.py build [--root DIR] [--seed 0] [--num-train 400]
     .venv/bin/python benchmarks/real_recordings.py run [--protocol strong|mixed] [--max-steps 600] \\
-        [--output OUT] [--train-option='--batch-size 16' ...] [--apply-option=...]
+        [--mixing] [--output OUT] [--train-option='--batch-size 16' ...] [--apply-option=...]
     .venv/bin/python benchmarks/real_recordings.py all [build and run options]
 
 Each ``--train-option`` / ``--apply-option`` value is split like a shell line and appended
 to the command as is (write ``--train-option=--learning-rate=3e-3``: a value starting with
 ``--`` needs the ``=``). ``build`` takes under half a minute here (17 s with the downloads,
-11 s without: 167 MB of audio); ``run`` at the default budget trains for a long while on two
-CPU cores (a 5-step run: about 35-80 s of training, mostly start-up and data preparation).
+13 s without: 167 MB of soundscapes, 46 MB exported for dynamic mixing); ``run`` at the
+default budget trains for a long while on two CPU cores (a 5-step run: about 35-80 s of
+training, mostly start-up and data preparation).
 
 Licences (the files are downloaded and mixed locally, never redistributed; see each
 package's copyright file): ktuberling-data GPL-2+ (sounds); gcompris-qt-data GPL-3+ code,
@@ -114,7 +124,7 @@ SPLITS = ("train", "development", "test")
 SAMPLE_RATE = 16000
 DURATION = 10.0
 #: bump whenever the sources or the mixing change, so that built data sets are rebuilt
-VERSION = 1
+VERSION = 2  # 2: the isolated/ and backgrounds/train/ export for dynamic mixing
 FRAME = 160  # 10 ms at 16 kHz: the frames of energy trimming
 TRIM_DB = 40.0
 SNR_RANGE = (0.0, 15.0)
@@ -702,8 +712,59 @@ def build(root: Path, *, seed: int, counts: dict[str, int]) -> Path:
         (metadata / f"train_{kind}.lst").write_text("".join(f"{uri_of(name)}\n" for name in names))
     database_yml.write_text(_database_yml(counts))
     manifest_json.write_text(text)
+    exported = export_for_mixing(root, sources)
+    print("for dynamic mixing (train split): " + ", ".join(
+        f"{label} {count} files {seconds:.0f} s" for label, (count, seconds) in exported.items()), flush=True)
     summarize(sources, rows_by_split, loaded, time.perf_counter() - started)
     return database_yml
+
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._-") or "clip"
+
+
+def isolated_clip(source: Source) -> np.ndarray:
+    """The event ``source`` as the soundscapes draw from it: its decoded, trimmed audio, cut
+    to the longest span ``render_event`` takes of one file (the upper bound of ``Style.crop``,
+    faded like a crop, else ``Style.max_seconds``), trimmed again to its active part."""
+    style = STYLES[source.label]
+    wave = source.audio.astype(np.float64)
+    if style.sequence == (1, 1) and style.crop is not None and len(wave) > style.crop[1] * SAMPLE_RATE:
+        wave = fade(wave[: int(style.crop[1] * SAMPLE_RATE)])
+    wave = wave[: int(style.max_seconds * SAMPLE_RATE)]
+    start, end = active_bounds(wave)
+    return wave[start:end]
+
+
+def export_for_mixing(root: Path, sources: list[Source]) -> dict[str, tuple[int, float]]:
+    """Write the train split's sources for ``DynamicMixing``: ``root/isolated/<Class>/*.wav``
+    (see :func:`isolated_clip`) and ``root/backgrounds/train/*.wav`` (full length); stale
+    files removed. Returns ``{label: (files, seconds)}``."""
+    import soundfile
+
+    folders = {label: root / "isolated" / label for label in CLASSES}
+    folders["background"] = root / "backgrounds" / "train"
+    for stale in sorted(root.joinpath("isolated").glob("*")):
+        if stale.is_dir() and stale.name not in CLASSES:
+            shutil.rmtree(stale)
+    written: dict[str, tuple[int, float]] = {}
+    for label, folder in folders.items():
+        folder.mkdir(parents=True, exist_ok=True)
+        own = sorted((s for s in sources if s.label == label and s.split == "train"), key=lambda s: (s.group, s.path))
+        bases = [_safe_name(f"{s.group}-{s.path.rsplit('/', 1)[-1].rsplit('.', 1)[0]}") for s in own]
+        names, seconds = [], 0.0
+        for source, base in zip(own, bases):
+            name = f"{base}.wav" if bases.count(base) == 1 else f"{base}-{source.sha1[:8]}.wav"
+            wave = source.audio.astype(np.float64) if label == "background" else isolated_clip(source)
+            soundfile.write(folder / name, _to_pcm16(wave), SAMPLE_RATE, subtype="PCM_16")
+            names.append(name)
+            seconds += len(wave) / SAMPLE_RATE
+        if len(set(names)) != len(names):
+            raise RuntimeError(f"{folder}: clip names collide")
+        for stale in {p.name for p in folder.glob("*.wav")} - set(names):
+            (folder / stale).unlink()
+        written[label] = (len(names), seconds)
+    return written
 
 
 def summarize(sources: list[Source], rows_by_split: dict, loaded: float, seconds: float) -> None:
@@ -757,17 +818,24 @@ def trained_steps(output: Path) -> Optional[int]:
 
 
 def run(root: Path, *, protocol: str, max_steps: int, output: Optional[Path],
-        train_options: list[str], apply_options: list[str]) -> dict:
+        train_options: list[str], apply_options: list[str], mixing: bool = False) -> dict:
     root = root.resolve()
     database_yml = root / "database.yml"
     if not database_yml.is_file():
         raise SystemExit(f"{database_yml} not found: run `{Path(__file__).name} build` first")
     name = PROTOCOLS.get(protocol, protocol)
-    output = (output or root / "runs" / f"{protocol.split('.')[-1]}-{max_steps}steps").resolve()
+    suffix = "-mixing" if mixing else ""
+    output = (output or root / "runs" / f"{protocol.split('.')[-1]}-{max_steps}steps{suffix}").resolve()
     for stale in ("train", "predictions"):
         shutil.rmtree(output / stale, ignore_errors=True)
     output.mkdir(parents=True, exist_ok=True)
     extra_train = [word for option in train_options for word in shlex.split(option)]
+    if mixing:
+        for folder in (root / "isolated", root / "backgrounds" / "train"):
+            if not folder.is_dir():
+                raise SystemExit(f"{folder} not found: rebuild with `{Path(__file__).name} build`")
+        extra_train = ["--mixing-option", f"events={root / 'isolated'}",
+                       "--mixing-option", f"backgrounds={root / 'backgrounds' / 'train'}", *extra_train]
     extra_apply = [word for option in apply_options for word in shlex.split(option)]
     cli = audiotask_command()
     train = cli + ["train", "--database", str(database_yml), "--protocol", name, "--task", "sed",
@@ -786,7 +854,7 @@ def run(root: Path, *, protocol: str, max_steps: int, output: Optional[Path],
     manifest = json.loads((root / "manifest.json").read_text()) if (root / "manifest.json").is_file() else {}
     results = {
         "benchmark": "real_recordings", "protocol": name, "data": str(root), "data_manifest": manifest,
-        "max_steps": max_steps, "steps": trained_steps(output / "train"),
+        "max_steps": max_steps, "mixing": mixing, "steps": trained_steps(output / "train"),
         "train_seconds": round(train_seconds, 1), "apply_seconds": round(apply_seconds, 1),
         "evaluate_seconds": round(evaluate_seconds, 1),
         "train_options": extra_train, "apply_options": extra_apply,
@@ -824,7 +892,10 @@ def main(argv: Optional[list[str]] = None) -> int:
                              help="strong (all train files strongly labelled), mixed (a third each strong, weak, "
                                   "unlabelled) or a protocol name (default: %(default)s)")
     run_options.add_argument("--max-steps", type=int, default=600, help="optimiser steps (default: %(default)s)")
-    run_options.add_argument("--output", type=Path, help="run folder (default: ROOT/runs/PROTOCOL-Nsteps)")
+    run_options.add_argument("--mixing", action="store_true",
+                             help="dynamic mixing from ROOT/isolated and ROOT/backgrounds/train (passes "
+                                  "--mixing-option events=... backgrounds=... to `audiotask train`)")
+    run_options.add_argument("--output", type=Path, help="run folder (default: ROOT/runs/PROTOCOL-Nsteps[-mixing])")
     run_options.add_argument("--train-option", action="append", default=[], metavar="OPTIONS",
                              help="appended to `audiotask train` (split like a shell line; repeatable)")
     run_options.add_argument("--apply-option", action="append", default=[], metavar="OPTIONS",
@@ -840,7 +911,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         build(args.root, seed=args.seed, counts=counts)
     if args.command in ("run", "all"):
         run(args.root, protocol=args.protocol, max_steps=args.max_steps, output=args.output,
-            train_options=args.train_option, apply_options=args.apply_option)
+            train_options=args.train_option, apply_options=args.apply_option, mixing=args.mixing)
     return 0
 
 

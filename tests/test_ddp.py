@@ -20,14 +20,15 @@ EPOCHS = 2
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without torch.distributed")
-def test_two_ranks_share_an_epoch_draw_different_chunks_and_agree_on_validation(tmp_path):
+@pytest.mark.parametrize("resolution", ["chunk", "frame"])  # frame: mean teacher, and PSDS over the ranks' shares
+def test_two_ranks_share_an_epoch_draw_different_chunks_and_agree_on_validation(tmp_path, resolution):
     from audiotask.testing.dummies import make_sound_event_protocol
 
     # the data exist before the ranks start: a rank writing them would change their mtimes
     yml = make_sound_event_protocol(tmp_path / "data", name="Distributed")
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
-        [sys.executable, __file__, str(yml), str(tmp_path / "run")], env=env, capture_output=True, text=True, timeout=240,
+        [sys.executable, __file__, str(yml), str(tmp_path / "run"), resolution], env=env, capture_output=True, text=True, timeout=240,
     )
     assert done.returncode == 0, done.stderr[-4000:]
     ranks = [json.loads((tmp_path / "run" / f"rank{rank}.json").read_text()) for rank in (0, 1)]
@@ -44,7 +45,8 @@ def test_two_ranks_share_an_epoch_draw_different_chunks_and_agree_on_validation(
     assert len(set(drawn[0])) == len(drawn[0]) and len(set(drawn[1])) == len(drawn[1])
     assert not set(drawn[0]) & set(drawn[1])
     # validation metrics are reduced over the ranks' shares of the development set
-    assert ranks[0]["validation"].keys() == ranks[1]["validation"].keys() >= {"val/loss"}
+    expected = {"val/loss"} | ({"val/psds1", "val/psds1_student", "val/psds1_teacher"} if resolution == "frame" else set())
+    assert ranks[0]["validation"].keys() == ranks[1]["validation"].keys() >= expected
     for name, values in ranks[0]["validation"].items():
         assert values == pytest.approx(ranks[1]["validation"][name], rel=1e-6), name
     # rank 0 alone writes checkpoints
@@ -57,7 +59,7 @@ def chunk_fingerprint(waveform) -> str:
     return hashlib.sha1(waveform.numpy().tobytes()).hexdigest()[:16]
 
 
-def train_two_ranks(yml: str, output: Path) -> None:
+def train_two_ranks(yml: str, output: Path, resolution: str) -> None:
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import ModelCheckpoint
 
@@ -66,7 +68,7 @@ def train_two_ranks(yml: str, output: Path) -> None:
     from audiotask.testing.dummies import load_protocol
 
     protocol = load_protocol(yml, "Distributed.SpeakerDiarization.Events")
-    task = SoundEventDetection(protocol, duration=1.0, batch_size=4, num_workers=1, cache=output / "cache")
+    task = SoundEventDetection(protocol, resolution=resolution, duration=1.0, batch_size=4, num_workers=1, cache=output / "cache")
     model = Debug(frame_hop=1600, task=task)
     trainer = pl.Trainer(
         accelerator="cpu", devices=2, strategy="ddp", max_epochs=EPOCHS, logger=False, enable_progress_bar=False,
@@ -116,4 +118,4 @@ class Recorder:
 
 
 if __name__ == "__main__":
-    train_two_ranks(sys.argv[1], Path(sys.argv[2]))
+    train_two_ranks(sys.argv[1], Path(sys.argv[2]), sys.argv[3])

@@ -1,6 +1,8 @@
 """Sound event detection as DCASE trains it: label kinds in one batch, two outputs, mean
 teacher, dynamic mixing, selection by PSDS."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile
@@ -209,3 +211,71 @@ def test_augmentation_keeps_frame_labels_aligned_with_a_time_shift(mixed_data):
         shifts = [k for k in range(frames) if torch.equal(torch.roll(spectrogram[row, : frames * pooling], k * pooling, 0), shifted[row, : frames * pooling])]
         assert shifts, row
         assert torch.equal(torch.roll(batch["y"][row].float(), shifts[0], 0), y[row])
+
+
+def test_a_frame_crnn_saved_before_its_clip_output_existed_still_loads(mixed_data, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from audiotask.core.model import Model
+
+    root, yml = mixed_data
+    model = mixed_task(root, yml).model.eval()
+    folder = model.save_pretrained(tmp_path / "model")
+    weights = load_file(folder / "model.safetensors")
+    save_file({name: value for name, value in weights.items() if not name.startswith("clip_head.")}, folder / "model.safetensors")
+    waveforms = torch.randn(1, 1, 16000)
+    assert torch.allclose(Model.from_pretrained(folder)(waveforms), model(waveforms))
+    save_file({name: value for name, value in weights.items() if not name.startswith("head.")}, folder / "model.safetensors")
+    with pytest.raises(RuntimeError, match="missing \\['head.weight', 'head.bias'\\]"):
+        Model.from_pretrained(folder)
+
+
+def test_a_database_of_strong_weak_and_unlabelled_folders_gives_each_file_its_label_kind(tmp_path):
+    from pyannote.database import FileFinder, registry
+
+    from audiotask.protocols.dcase import WeakLabels, write_dcase_tsv
+    from audiotask.protocols.label_kinds import Files, write_label_kinds_database
+
+    for folder, names in (("strong", ["s1", "s2"]), ("weak", ["w1"]), ("unlabelled", ["u1", "u2", "u3"]), ("dev", ["d1"])):
+        (tmp_path / folder).mkdir()
+        for name in names:
+            soundfile.write(tmp_path / folder / f"{name}.{'flac' if name == 'u3' else 'wav'}", np.zeros(1600, dtype=np.float32), 16000)
+    write_dcase_tsv(tmp_path / "strong.tsv", [("s1.wav", 0.0, 0.05, "Dog")])
+    (tmp_path / "weak.tsv").write_text("filename\tevent_labels\nw1.wav\tCat,Dog\n")
+    write_dcase_tsv(tmp_path / "dev.tsv", [("d1.wav", 0.0, 0.05, "Cat")])
+    (tmp_path / "some.lst").write_text("u1\nu3\n")
+    name = write_label_kinds_database(
+        tmp_path / "db" / "database.yml", "Kitchen",
+        train=[Files(tmp_path / "strong", tmp_path / "strong.tsv"), Files(tmp_path / "weak", tmp_path / "weak.tsv"),
+               Files(tmp_path / "unlabelled", uris=tmp_path / "some.lst")],
+        development=Files(tmp_path / "dev", tmp_path / "dev.tsv"), classes=["Cat", "Dog"],
+    )
+    assert name == "X.SpeakerDiarization.Kitchen"
+    registry.load_database(str(tmp_path / "db" / "database.yml"))
+    protocol = registry.get_protocol(name, preprocessors={"audio": FileFinder()})
+    kinds = {}
+    for file in protocol.train():
+        annotation = file["annotation"] if "annotation" in file else None
+        kinds[file["uri"]] = type(annotation).__name__
+        assert Path(file["audio"]).is_file()
+    assert kinds == {"s1": "Annotation", "s2": "Annotation", "w1": "WeakLabels", "u1": "NoneType", "u3": "NoneType"}
+    assert [f["uri"] for f in protocol.development()] == ["d1"]
+    with pytest.raises(ValueError, match="no audio file in"):
+        Files(tmp_path / "unlabelled", uris=["u9"]).uri_list()
+
+
+def test_the_command_line_builds_the_recipe_from_its_options(event_folders):
+    from audiotask.cli.common import CommandError
+    from audiotask.cli.train import detection_augmentation, dynamic_mixing, parse_shares
+
+    assert detection_augmentation(["none=true"]) == DetectionAugmentation.none()
+    assert detection_augmentation(["mixup=0", "frequency_masks=2"]) == DetectionAugmentation(mixup=0.0, frequency_masks=2)
+    with pytest.raises(CommandError, match="--augmentation-option"):
+        detection_augmentation(["mixup=2"])
+    mixing = dynamic_mixing([f"events={event_folders / 'events'}", "share=0.5", "snr_range=[5,10]"])
+    assert mixing.share == 0.5 and tuple(mixing.snr_range) == (5, 10)
+    with pytest.raises(CommandError, match="events=FOLDER"):
+        dynamic_mixing(["share=0.5"])
+    assert parse_shares("strong=1, weak=1,none=2") == {"strong": 1.0, "weak": 1.0, "none": 2.0}
+    with pytest.raises(CommandError, match="KIND=SHARE"):
+        parse_shares("strong")

@@ -66,7 +66,8 @@ def filter_gains(
     filter_type: Literal["linear", "step"] = "linear",
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """Random FilterAugment gain curves, ``(batch, n_mels)`` in dB; see :func:`filter_augment`."""
+    """Random FilterAugment gain curves, ``(batch, n_mels)`` in dB; see :func:`filter_augment`
+    for the parameters."""
     low_db, high_db = _check_range(db_range, "filter_augment: db_range")
     fewest, most = (int(bound) for bound in n_bands)
     if not 1 <= fewest < most:
@@ -103,15 +104,7 @@ def filter_gains(
     return left + (right - left) * position
 
 
-def filter_augment(
-    features: Tensor,
-    *,
-    db_range: tuple[float, float] = (-6.0, 6.0),
-    n_bands: tuple[int, int] = (3, 6),
-    min_bandwidth: int = 6,
-    filter_type: Literal["linear", "step"] = "linear",
-    generator: torch.Generator | None = None,
-) -> Tensor:
+def filter_augment(features: Tensor, **options) -> Tensor:
     """FilterAugment: a random frequency response per example, added to log-mel features.
 
     Models trained on one set of recording conditions generalise better when the spectral
@@ -123,6 +116,8 @@ def filter_augment(
     ----------
     features : Tensor
         ``(batch, frames, n_mels)`` natural-log mel power.
+    **options
+        The keywords of :func:`filter_gains` (besides ``batch`` and ``n_mels``):
     db_range : (float, float)
         Gains are uniform in this range, in dB of power; they are added as
         ``gain_db * ln(10) / 10``. The baseline filters mel *amplitudes* (``10 ** (g/20)``);
@@ -146,10 +141,7 @@ def filter_augment(
     """
     _check_features(features, "filter_augment")
     batch, _, n_mels = features.shape
-    gains_db = filter_gains(
-        batch, n_mels, db_range=db_range, n_bands=n_bands, min_bandwidth=min_bandwidth,
-        filter_type=filter_type, generator=generator,
-    )
+    gains_db = filter_gains(batch, n_mels, **options)
     return features + (gains_db * NEPERS_PER_POWER_DB).to(features)[:, None, :]
 
 

@@ -93,6 +93,9 @@ class Model(pl.LightningModule):
     """
 
     frame_hop: Optional[int] = None
+    #: prefixes of weights that only training uses (e.g. a clip output that weak labels train):
+    #: a model saved before they existed still loads
+    training_only_prefixes: tuple[str, ...] = ()
     #: Adam's learning rate in the default ``configure_optimizers``; set it on an instance to change it
     learning_rate: float = 1e-3
 
@@ -283,7 +286,12 @@ class Model(pl.LightningModule):
             raise TypeError(f"Saved model is a {architecture.__name__}, not a {cls.__name__}.")
         model = architecture(**manifest["arguments"])
         model.attach_specifications(Specifications.from_dict(manifest["specifications"]))
-        model.load_state_dict(state_dict, strict=True)
+        missing, unexpected = model.load_state_dict(state_dict, strict=False)
+        # a part added to an architecture since the model was saved, that inference does not use
+        missing = [name for name in missing if not name.startswith(model.training_only_prefixes)]
+        if missing or unexpected:
+            raise RuntimeError(f"{source or 'saved model'}: weights do not fit {architecture.__name__}: "
+                               f"missing {missing}, unexpected {unexpected}.")
         return model.eval()
 
     @classmethod

@@ -188,16 +188,7 @@ def scores_figure(
     return figure
 
 
-def plot_scores(
-    path: str | Path,
-    scores,
-    reference: Sequence[Event],
-    *,
-    detections: Optional[Sequence[Event]] = None,
-    title: str = "",
-    audio: str | Path | None = None,
-    thresholds: Optional[Thresholds] = None,
-) -> Path:
+def plot_scores(path: str | Path, scores, reference: Sequence[Event], **options) -> Path:
     """Save one PNG: log-mel spectrogram (with ``audio``), class scores, reference (and detected) events.
 
     Parameters
@@ -208,6 +199,8 @@ def plot_scores(
         ``(frames, classes)`` scores in [0, 1]; ``scores.labels`` name the classes.
     reference : list of (onset, offset, label)
         Reference events, in seconds.
+    **options
+        Keywords of :func:`scores_figure`:
     detections : list of (onset, offset, label), optional
         Detected events: shaded in their class's score row and drawn below the reference ones.
     title : str
@@ -218,7 +211,7 @@ def plot_scores(
         Decision threshold of every class, of each class (in ``scores.labels`` order) or of
         the named classes (e.g. those tuned per class), drawn as a dashed line in its row.
     """
-    figure = scores_figure(scores, reference, detections=detections, title=title, audio=audio, thresholds=thresholds)
+    figure = scores_figure(scores, reference, **options)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:

@@ -294,3 +294,38 @@ def build_demo_dataset(
     database_yml.write_text(_database_yml(counts, seconds_to_samples(duration, sample_rate) / sample_rate))
     manifest_json.write_text(text)
     return database_yml
+
+
+def build_isolated_events(
+    root: str | Path, *, seed: int = 0, clips_per_class: int = 20, num_backgrounds: int = 10,
+    sample_rate: int = 16000, background_duration: float = 30.0,
+) -> tuple[Path, Path]:
+    """Isolated synthetic event clips (``root/events/<class>/*.wav``) and background
+    recordings (``root/backgrounds/*.wav``): what dynamic mixing (``engine.mixing``) builds
+    soundscapes from. Skipped when already built with the same parameters.
+
+    Drawn from their own seed stream: none of them is an event of the demo's soundscapes.
+    Returns ``(events folder, backgrounds folder)``.
+    """
+    root = Path(root)
+    events, backgrounds = root / "events", root / "backgrounds"
+    manifest = root / "manifest.json"
+    text = json.dumps({"version": VERSION, "seed": seed, "clips_per_class": clips_per_class, "num_backgrounds": num_backgrounds,
+                       "sample_rate": sample_rate, "background_duration": background_duration}, sort_keys=True) + "\n"
+    if manifest.is_file() and manifest.read_text() == text:
+        return events, backgrounds
+    for class_index, label in enumerate(CLASSES):
+        folder = events / label
+        folder.mkdir(parents=True, exist_ok=True)
+        for index in range(clips_per_class):
+            rng = np.random.default_rng(np.random.SeedSequence([seed, 1 << 20, class_index, index]))
+            low, high = DURATION_RANGES[label]
+            clip = synthesize_event(label, float(rng.uniform(low, high)), sample_rate, rng)
+            soundfile.write(folder / f"{label}_{index:03d}.wav", _to_pcm16(0.5 * clip), sample_rate, subtype="PCM_16")
+    backgrounds.mkdir(parents=True, exist_ok=True)
+    for index in range(num_backgrounds):
+        rng = np.random.default_rng(np.random.SeedSequence([seed, 1 << 21, index]))
+        noise = background(seconds_to_samples(background_duration, sample_rate), sample_rate, rng)
+        soundfile.write(backgrounds / f"background_{index:03d}.wav", _to_pcm16(0.05 * noise), sample_rate, subtype="PCM_16")
+    manifest.write_text(text)
+    return events, backgrounds

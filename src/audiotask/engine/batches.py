@@ -67,10 +67,15 @@ class ValidationBatches(Dataset):
         self.task, self.chunks = task, np.asarray(chunks).reshape(-1, 2)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        rows = self.chunks[index * self.task.batch_size : (index + 1) * self.task.batch_size]
+        first = index * self.task.batch_size
+        rows = self.chunks[first : first + self.task.batch_size]
         if not len(rows):
             raise IndexError(index)
-        return self.task.make_batch("development", rows[:, 0].astype(np.int64), rows[:, 1], self.task.duration)
+        batch = self.task.make_batch("development", rows[:, 0].astype(np.int64), rows[:, 1], self.task.duration)
+        if getattr(self.task, "validation_indices", False):
+            # which chunks these are: under DDP each rank validates a share of the batches
+            batch["index"] = torch.arange(first, first + len(rows))
+        return batch
 
     def __len__(self) -> int:
         return math.ceil(len(self.chunks) / self.task.batch_size)

@@ -27,21 +27,31 @@ class DetectionScores:
     Parameters
     ----------
     chunks : (chunks, 2) float array
-        ``[file, start]`` of each validation chunk, in validation order.
+        ``[file, start]`` of every validation chunk, in validation order. Under DDP a rank
+        scores its share of them: its PSDS is of that share (the task averages the ranks').
     duration : float
         Chunk duration, in seconds.
     """
 
     def __init__(self, chunks: np.ndarray, duration: float):
-        self.chunks, self.duration = np.asarray(chunks).reshape(-1, 2), float(duration)
-        self.scores: dict[str, list[np.ndarray]] = {}
+        self.all_chunks, self.duration = np.asarray(chunks).reshape(-1, 2), float(duration)
+        self.reset()
 
     def reset(self) -> None:
-        self.scores = {}
+        self.scores: dict[str, dict[int, np.ndarray]] = {}
 
-    def add(self, network: str, scores: np.ndarray) -> None:
-        """Scores (batch, frames, classes) in [0, 1] of the next chunks, in validation order."""
-        self.scores.setdefault(network, []).append(np.asarray(scores, dtype=np.float32))
+    def add(self, network: str, scores: np.ndarray, indices: np.ndarray) -> None:
+        """Scores (batch, frames, classes) in [0, 1] of the validation chunks ``indices`` (batch,)."""
+        table = self.scores.setdefault(network, {})
+        for index, clip in zip(np.asarray(indices).tolist(), np.asarray(scores, dtype=np.float32)):
+            table[int(index)] = clip  # a chunk seen twice (a padded distributed share) counts once
+
+    @property
+    def chunks(self) -> np.ndarray:
+        """``[file, start]`` of the chunks scored so far, in validation order (under DDP, this
+        rank's share)."""
+        seen = sorted(next(iter(self.scores.values()), {}))
+        return self.all_chunks[seen]
 
     def reference(self, task) -> tuple[dict[str, list], dict[str, float]]:
         """``({chunk name: [(onset, offset, class)]}, {chunk name: duration})`` of the chunks."""
@@ -69,12 +79,10 @@ class DetectionScores:
 
         from audiotask.metrics.psds import psds_of_frames
 
-        parts = self.scores.get(network)
-        if not parts:
+        table = self.scores.get(network)
+        if not table:
             return None
-        scores = np.concatenate(parts)
-        if len(scores) != len(self.chunks):  # a partial pass (a sanity check, a limited run)
-            return None
+        scores = np.stack([table[index] for index in sorted(table)])
         reference, seconds = self.reference(task)
         if not any(reference.values()):
             return None

@@ -98,6 +98,8 @@ class CRNN(Model):
         self.gru = nn.GRU(in_channels * mel_bins, hidden_size, batch_first=True, bidirectional=True)
         self.embedding_size = 2 * hidden_size
 
+    training_only_prefixes = ("clip_head.",)
+
     def build(self) -> None:
         num_outputs = self.specifications.num_outputs
         if self.specifications.resolution is Resolution.CHUNK:

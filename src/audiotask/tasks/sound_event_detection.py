@@ -14,7 +14,6 @@ from __future__ import annotations
 import warnings
 from typing import Optional, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -86,7 +85,8 @@ class SoundEventDetection(AnnotatedTask):
         FRAME: train with a mean teacher (consistency loss on frame and clip outputs).
     teacher_decay, consistency_weight, consistency_ramp_up :
         The teacher's EMA decay, the largest weight of the consistency loss and the
-        optimiser steps of its ramp-up (DCASE baseline: 0.999, 2).
+        optimiser steps of its ramp-up. DCASE's baseline uses a decay of 0.999 over tens of
+        thousands of steps; 0.99 (a memory of about 100 steps) suits runs of a few thousand.
     mixing : DynamicMixing, optional
         FRAME: fill ``mixing.share`` of each training batch with soundscapes mixed on the fly
         from isolated event clips (see ``engine.mixing``).
@@ -106,7 +106,7 @@ class SoundEventDetection(AnnotatedTask):
         kind_proportions: Optional[dict[str, float]] = None,
         augmentation=None,
         mean_teacher: bool = True,
-        teacher_decay: float = 0.999,
+        teacher_decay: float = 0.99,
         consistency_weight: float = 2.0,
         consistency_ramp_up: int = 1000,
         mixing: Optional[DynamicMixing] = None,
@@ -138,6 +138,7 @@ class SoundEventDetection(AnnotatedTask):
         self.teacher_options = dict(decay=teacher_decay, weight=consistency_weight, ramp_up=consistency_ramp_up)
         self.mixing = mixing if frame else None
         self.select_by = select_by if frame else "loss"
+        self.validation_indices = frame  # which chunks a validation batch holds (see DetectionScores)
         self.teacher: Optional[MeanTeacher] = None
         self._teacher_state: Optional[dict] = None  # from a checkpoint, until the teacher exists
         self.kept_network = "student"
@@ -256,7 +257,7 @@ class SoundEventDetection(AnnotatedTask):
             for network, model in self.networks():
                 with torch.no_grad():
                     scores = torch.sigmoid(model(batch["X"].to(self.model.device)))
-                self.detections.add(network, scores.cpu().numpy())
+                self.detections.add(network, scores.cpu().numpy(), batch["index"].cpu().numpy())
         return output
 
     def networks(self):
@@ -270,16 +271,25 @@ class SoundEventDetection(AnnotatedTask):
         if not self.frame_recipe or self.select_by == "loss":
             return
         scenario = int(self.select_by[-1])
-        scores = {network: self.detections.psds(self, network, scenario=scenario) for network in list(self.detections.scores)}
+        scores = {network: self.detections.psds(self, network, scenario=scenario) for network, _ in self.networks()}
         self.detections.reset()
-        scores = {network: value for network, value in scores.items() if value is not None}
-        if not scores:
-            warnings.warn(f"{type(self).__name__}: no {self.select_by} this validation (no reference event).")
-            return
+        if self.trainer_world_size() > 1:
+            # each rank scored its share: the ranks' scores are averaged (every rank takes part,
+            # in the same order), so that all keep the same network
+            scores = {network: self.mean_over_ranks(value or 0.0) for network, value in scores.items()}
+        if all(value is None for value in scores.values()):
+            warnings.warn(f"{type(self).__name__}: the development chunks hold no event of the classes: "
+                          f"{self.select_by} is logged as 0 and cannot tell checkpoints apart.")
+        scores = {network: value or 0.0 for network, value in scores.items()}
         for network, value in scores.items():
             self.model.log(f"val/{self.select_by}_{network}", value)
         self.kept_network = max(scores, key=scores.get)
         self.model.log(f"val/{self.select_by}", scores[self.kept_network], prog_bar=True)
+
+    def mean_over_ranks(self, value: float) -> float:
+        """``value`` averaged over the processes training together."""
+        reduced = self.model.trainer.strategy.reduce(torch.tensor(float(value), device=self.model.device), reduce_op="mean")
+        return float(reduced)
 
     def __getstate__(self):
         state = super().__getstate__()
