@@ -279,3 +279,16 @@ def test_the_command_line_builds_the_recipe_from_its_options(event_folders):
     assert parse_shares("strong=1, weak=1,none=2") == {"strong": 1.0, "weak": 1.0, "none": 2.0}
     with pytest.raises(CommandError, match="KIND=SHARE"):
         parse_shares("strong")
+
+
+def test_the_command_line_gives_sed_the_crnn_measured_best_unless_told_otherwise():
+    import argparse
+
+    from audiotask.cli.common import model_options
+
+    def options(task, *pairs, model="CRNN"):
+        return model_options(argparse.Namespace(task=task, model=model, model_option=list(pairs)))
+
+    assert options("sed") == {"channels": [16, 32, 64], "n_mels": 32, "hidden_size": 64}
+    assert options("sed", "n_mels=64")["n_mels"] == 64
+    assert options("vad") == {} and options("sed", model="Debug") == {}

@@ -155,6 +155,18 @@ def describe_checkpoint_mismatch(checkpoint: str | Path, architecture: str, argu
     return f"{checkpoint} was saved from a {architecture} with other arguments ({shown}): resume with {options}"
 
 
+def model_options(args) -> dict:
+    """Constructor arguments of ``audiotask train``'s model: the task's defaults for the CRNN
+    (its registry entry's ``model_defaults``), overridden by ``--model-option``."""
+    from audiotask.tasks import registry
+
+    options = parse_options(args.model_option)
+    if args.model != "CRNN":
+        return options
+    defaults = registry.resolve(args.task).model_defaults
+    return {**{key: list(value) if isinstance(value, tuple) else value for key, value in defaults}, **options}
+
+
 def resume_mismatch(args) -> str | None:
     """:func:`describe_checkpoint_mismatch` of ``audiotask train``'s ``--resume`` checkpoint and the
     model its ``--model`` and ``--model-option`` build; None when that cannot tell."""
@@ -162,7 +174,7 @@ def resume_mismatch(args) -> str | None:
         import audiotask.models
         from audiotask.core.model import architecture_name
 
-        model = getattr(audiotask.models, args.model)(**parse_options(args.model_option))
+        model = getattr(audiotask.models, args.model)(**model_options(args))
         return describe_checkpoint_mismatch(args.resume, architecture_name(type(model)), dict(model.hparams))
     except Exception:  # called while reporting another error: never raise a new one
         return None
