@@ -320,19 +320,19 @@ def test_background_mixer_pickles_and_replays(backgrounds):
 
 def test_background_mixer_names_the_file_it_cannot_use(tmp_path):
     missing = tmp_path / "gone.wav"
-    with pytest.raises(ValueError, match="gone.wav: no such file"):
+    with pytest.raises(ValueError, match="no such audio file: .*gone.wav"):
         BackgroundMixer([missing], sample_rate=16000)
     empty = tmp_path / "empty.wav"
     sf.write(empty, np.zeros(0, dtype=np.float32), 16000)
-    with pytest.raises(ValueError, match="empty.wav: has no samples"):
+    with pytest.raises(ValueError, match="empty audio file: .*empty.wav"):
         BackgroundMixer([empty], sample_rate=16000)
     garbage = tmp_path / "garbage.wav"
     garbage.write_text("not a wav file")
-    with pytest.raises(ValueError, match="garbage.wav: cannot be decoded"):
+    with pytest.raises(ValueError, match="Cannot decode audio file .*garbage.wav"):
         BackgroundMixer([garbage], sample_rate=16000)
     broken = tmp_path / "nan.wav"
     sf.write(broken, np.array([0.1, np.nan, 0.2], dtype=np.float32), 16000, subtype="FLOAT")
-    with pytest.raises(ValueError, match="nan.wav: has NaN"):
+    with pytest.raises(ValueError, match="nan.wav: 1 of 3 samples are NaN"):
         BackgroundMixer([broken], sample_rate=16000)
     (tmp_path / "no_audio").mkdir()
     with pytest.raises(ValueError, match="no_audio: no audio file below it"):

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .spectral import _draw_device
+from .draws import draw_device
 
 
 def _check_rows(rows: Tensor | None, batch: int) -> Tensor:
@@ -48,10 +48,10 @@ def draw_mixup(rows: Tensor, *, alpha: float = 0.2, generator: torch.Generator |
         raise ValueError(f"mixup: alpha must be > 0, got {alpha}.")
     # torch's Beta distribution takes no generator: a numpy one seeded from ours keeps every
     # draw a function of the generator's state
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=_draw_device(generator)).item())
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=draw_device(generator)).item())
     lam = float(np.random.default_rng(seed).beta(alpha, alpha))
     selected = torch.nonzero(rows.cpu()).flatten()
-    order = torch.randperm(len(selected), generator=generator, device=_draw_device(generator)).cpu()
+    order = torch.randperm(len(selected), generator=generator, device=draw_device(generator)).cpu()
     partners = torch.arange(len(rows))
     partners[selected] = selected[order]
     return lam, partners

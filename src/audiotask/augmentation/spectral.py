@@ -14,31 +14,11 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from .draws import integers, uniform
+
 #: natural-log units of one decibel of *power*: the features are logs of mel power
 #: (``|STFT|**2``), so a gain of ``g`` dB multiplies them by ``10 ** (g / 10)``
 NEPERS_PER_POWER_DB = math.log(10.0) / 10.0
-
-
-def _draw_device(generator: torch.Generator | None) -> torch.device:
-    # a generator only draws on its own device; the draws are moved to the data afterwards
-    return generator.device if generator is not None else torch.device("cpu")
-
-
-def _uniform(shape: tuple[int, ...], low: float, high: float, *, generator: torch.Generator | None) -> Tensor:
-    """Float64 draws uniform in ``[low, high)``, on the generator's device."""
-    draws = torch.rand(shape, generator=generator, device=_draw_device(generator), dtype=torch.float64)
-    return low + (high - low) * draws
-
-
-def _integers(low: Tensor | int, high: Tensor | int, shape: tuple[int, ...], *, generator: torch.Generator | None) -> Tensor:
-    """Int64 draws uniform in ``[low, high)``, where the bounds may differ per element.
-
-    ``torch.randint`` takes one scalar range; per-example ranges need ``floor(u * size)``.
-    """
-    size = torch.as_tensor(high) - torch.as_tensor(low)
-    draws = torch.floor(_uniform(shape, 0.0, 1.0, generator=generator) * size.to(_draw_device(generator)))
-    # u < 1 in float64, but guard the float edge so a draw never reaches ``high``
-    return torch.minimum(draws.long(), size.to(draws.device) - 1) + torch.as_tensor(low).to(draws.device)
 
 
 def _check_features(features: Tensor, name: str) -> None:
@@ -81,11 +61,11 @@ def filter_gains(
 
     # per example: number of bands, then band edges that leave every band >= bandwidth bins
     # wide (the baseline's draw, with its bandwidth shrunk until the bands fit)
-    bands = _integers(fewest, most, (batch,), generator=generator)
+    bands = integers(fewest, most, (batch,), generator=generator)
     bandwidth = torch.clamp(n_mels // bands, max=min_bandwidth)
     interior = torch.arange(1, most - 1, device=bands.device)  # interior edge slots 1 .. most - 2
     valid = interior[None, :] < bands[:, None]
-    offsets = _integers(0, (n_mels - bands * bandwidth + 1)[:, None], (batch, most - 2), generator=generator)
+    offsets = integers(0, (n_mels - bands * bandwidth + 1)[:, None], (batch, most - 2), generator=generator)
     offsets = torch.where(valid, offsets, n_mels).sort(dim=1).values  # the unused slots sort last
     edges = torch.where(valid, offsets + interior[None, :] * bandwidth[:, None], n_mels)
     edges = torch.cat([torch.zeros_like(edges[:, :1]), edges, torch.full_like(edges[:, :1], n_mels)], dim=1)
@@ -94,10 +74,10 @@ def filter_gains(
     bins = torch.arange(n_mels, device=bands.device)
     band = (edges[:, None, 1:] <= bins[None, :, None]).sum(dim=2)  # (batch, n_mels)
     if filter_type == "step":
-        gains = _uniform((batch, most - 1), low_db, high_db, generator=generator)
+        gains = uniform((batch, most - 1), low_db, high_db, generator=generator)
         return gains.gather(1, band)
     # linear: a gain at every edge, interpolated inside each band, as the baseline's linspace
-    gains = _uniform((batch, most), low_db, high_db, generator=generator)
+    gains = uniform((batch, most), low_db, high_db, generator=generator)
     start, stop = edges.gather(1, band), edges.gather(1, band + 1)
     position = (bins[None, :] - start) / torch.clamp(stop - start - 1, min=1)
     left, right = gains.gather(1, band), gains.gather(1, band + 1)
@@ -177,8 +157,8 @@ def frequency_mask(
         raise ValueError(f"frequency_mask: max_width must be in [0, n_mels={n_mels}], got {max_width}.")
     if num_masks < 0:
         raise ValueError(f"frequency_mask: num_masks must be >= 0, got {num_masks}.")
-    widths = _integers(0, max_width + 1, (batch, num_masks), generator=generator)
-    starts = _integers(0, n_mels - widths + 1, (batch, num_masks), generator=generator)
+    widths = integers(0, max_width + 1, (batch, num_masks), generator=generator)
+    starts = integers(0, n_mels - widths + 1, (batch, num_masks), generator=generator)
     bins = torch.arange(n_mels, device=widths.device)
     inside = (bins >= starts[..., None]) & (bins < (starts + widths)[..., None])  # (batch, masks, n_mels)
     masked = inside.any(dim=1).to(features.device)
@@ -246,7 +226,7 @@ def time_shift(
                 f"got {tuple(frame_targets.shape)}."
             )
     largest = min(int(max_shift * frames / pooling), output_frames)
-    steps = _integers(-largest, largest + 1, (batch,), generator=generator)
+    steps = integers(-largest, largest + 1, (batch,), generator=generator)
     used = output_frames * pooling
     shifted = torch.cat([roll_frames(features[:, :used], steps * pooling), features[:, used:]], dim=1)
     if frame_targets is None:

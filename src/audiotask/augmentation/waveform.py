@@ -10,14 +10,14 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import soundfile as sf
-import soxr
 import torch
 from torch import Tensor
 
+from audiotask.core.audio import decode_mono
 from audiotask.protocols.uris import has_audio_extension
 
-from .spectral import _check_range, _integers, _uniform
+from .draws import integers, uniform
+from .spectral import _check_range
 
 #: RMS at which background noise is added to an all-zero example, whose power gives no
 #: reference for an SNR: quiet next to a full-scale signal, yet far from nothing to learn
@@ -47,7 +47,7 @@ def random_gain(
     """
     _check_waveforms(waveforms, "random_gain")
     low, high = _check_range(db_range, "random_gain: db_range")
-    gains_db = _uniform((waveforms.shape[0],), low, high, generator=generator)
+    gains_db = uniform((waveforms.shape[0],), low, high, generator=generator)
     return waveforms * (10.0 ** (gains_db / 20.0)).to(waveforms)[:, None, None]
 
 
@@ -85,25 +85,6 @@ def mix_at_snr(signal: Tensor, noise: Tensor, snr_db: float | Tensor) -> Tensor:
     )
     scale = torch.where(noise_power > 0, torch.sqrt(wanted / noise_power.clamp(min=1e-300)), 0.0)
     return signal + (scale.to(signal.dtype)[:, None, None] * noise.to(signal.dtype))
-
-
-def _decode(path: Path, sample_rate: int) -> np.ndarray:
-    """Mono float32 samples of ``path`` at ``sample_rate``; a ValueError names the file otherwise."""
-    if not path.is_file():
-        raise ValueError(f"BackgroundMixer: {path}: no such file.")
-    try:
-        samples, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, TypeError) as error:
-        raise ValueError(f"BackgroundMixer: {path}: cannot be decoded ({error}).") from error
-    if samples.shape[0] == 0:
-        raise ValueError(f"BackgroundMixer: {path}: has no samples.")
-    mono = samples.mean(axis=1)
-    if not np.isfinite(mono).all():
-        # one NaN would spread through every mixture and then the loss
-        raise ValueError(f"BackgroundMixer: {path}: has NaN or infinite samples.")
-    if rate != sample_rate:
-        mono = soxr.resample(mono, rate, sample_rate)
-    return np.ascontiguousarray(mono, dtype=np.float32)
 
 
 def _background_paths(paths: Sequence[str | Path] | str | Path) -> list[Path]:
@@ -155,7 +136,7 @@ class BackgroundMixer:
         self.snr_range = _check_range(snr_range, "BackgroundMixer: snr_range")
         self.sample_rate, self.probability = sample_rate, probability
         self.paths = _background_paths(paths)
-        self.backgrounds = [_decode(path, sample_rate) for path in self.paths]
+        self.backgrounds = [decode_mono(path, sample_rate) for path in self.paths]
 
     def __getstate__(self) -> dict:
         # plain arrays and numbers, no open file: what a dataloader worker needs
@@ -183,10 +164,10 @@ class BackgroundMixer:
         """
         _check_waveforms(waveforms, "BackgroundMixer")
         batch, _, samples = waveforms.shape
-        applied = _uniform((batch,), 0.0, 1.0, generator=generator) < self.probability
-        choice = _integers(0, len(self.backgrounds), (batch,), generator=generator)
-        position = _uniform((batch,), 0.0, 1.0, generator=generator)
-        snr_db = _uniform((batch,), *self.snr_range, generator=generator)
+        applied = uniform((batch,), 0.0, 1.0, generator=generator) < self.probability
+        choice = integers(0, len(self.backgrounds), (batch,), generator=generator)
+        position = uniform((batch,), 0.0, 1.0, generator=generator)
+        snr_db = uniform((batch,), *self.snr_range, generator=generator)
         if not bool(applied.any()) or samples == 0:
             return waveforms
         noise = torch.from_numpy(self._crops(choice, position, samples)).to(waveforms)[:, None, :]

@@ -186,3 +186,24 @@ class Audio:
         left_pad = seconds_to_samples(max(0.0, -segment.start), self.sample_rate)
         samples = fit_length(np.pad(samples, (left_pad, 0)) if left_pad else samples, num_samples)
         return torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))[None], self.sample_rate
+
+
+def decode_mono(path: Path, sample_rate: int) -> np.ndarray:
+    """Whole file ``path`` as ``(samples,)`` float32 at ``sample_rate`` (channels averaged, soxr).
+
+    ``AudioError`` (a ValueError) naming the file when it cannot be decoded, is empty or
+    holds NaN or infinite samples.
+    """
+    if not Path(path).is_file():
+        raise AudioError(f"no such audio file: {path}")
+    try:
+        samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
+        raise AudioError(f"Cannot decode audio file {path}: {error}") from None
+    samples = to_mono(samples)
+    if samples.size == 0:
+        raise AudioError(f"empty audio file: {path}")
+    refuse_nonfinite(samples, str(path))
+    if rate != sample_rate:
+        samples = soxr.resample(samples, rate, sample_rate)
+    return np.ascontiguousarray(samples, dtype=np.float32)

@@ -11,7 +11,7 @@ labels whatever was drawn before, which is what makes training resumable.
 
 - :class:`DynamicMixing`: the user's options, validated.
 - :class:`SoundscapeMixer`: decodes the clips once, then mixes batches.
-- :func:`decode_mono`, :func:`trim_bounds`: the loading steps, usable alone.
+- :func:`trim_bounds` (and ``core.audio.decode_mono``): the loading steps, usable alone.
 """
 
 from __future__ import annotations
@@ -24,10 +24,8 @@ from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import numpy as np
-import soundfile
-import soxr
 
-from audiotask.core.audio import AudioError, refuse_nonfinite, to_mono
+from audiotask.core.audio import AudioError, decode_mono
 from audiotask.core.frames import Frames, seconds_to_samples
 from audiotask.engine.targets import frame_targets_batch
 from audiotask.protocols.uris import has_audio_extension
@@ -133,25 +131,6 @@ def _pair(value, name: str) -> tuple:
 
 
 # ---- loading ---------------------------------------------------------------------------
-def decode_mono(path: Path, sample_rate: int) -> np.ndarray:
-    """Whole file ``path`` as ``(samples,)`` float32 at ``sample_rate`` (channels averaged, soxr).
-
-    ``AudioError`` (a ValueError) naming the file when it cannot be decoded, is empty or
-    holds NaN or infinite samples.
-    """
-    try:
-        samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
-        raise AudioError(f"Cannot decode audio file {path}: {error}") from None
-    samples = to_mono(samples)
-    if samples.size == 0:
-        raise AudioError(f"empty audio file: {path}")
-    refuse_nonfinite(samples, str(path))
-    if rate != sample_rate:
-        samples = soxr.resample(samples, rate, sample_rate)
-    return np.ascontiguousarray(samples, dtype=np.float32)
-
-
 def trim_bounds(samples: np.ndarray, sample_rate: int, trim_db: float) -> Optional[tuple[int, int]]:
     """``[start, stop)`` of ``samples`` once the parts more than ``trim_db`` below the loudest frame are cut.
 
