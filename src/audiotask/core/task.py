@@ -247,9 +247,12 @@ class Task(pl.LightningDataModule):
         return warm if mask is None else warm & objectives.broadcast_mask(mask.bool(), y_pred.shape)
 
     def validation_step(self, batch, batch_idx: int):
+        return self.validate_outputs(self.model(batch["X"]), batch)
+
+    def validate_outputs(self, y_pred: torch.Tensor, batch: dict):
+        """Log the validation loss of the model's outputs ``y_pred`` on ``batch``, and update the metric."""
         waveforms = batch["X"]
         duration = self.chunk_duration(waveforms)
-        y_pred = self.model(waveforms)
         loss = self.compute_loss(y_pred, batch["y"], duration, mask=batch.get("mask"), weight=batch.get("weight"))
         # synced: checkpoint selection and early stopping monitor it on every rank
         self.model.log("val/loss", loss, prog_bar=True, on_epoch=True, batch_size=len(waveforms), sync_dist=True)

@@ -249,9 +249,7 @@ class AnnotatedTask(Task):
             self.refuse_empty_audio(name, subset)
             warn_unannotated(type(self).__name__, name, subset)
             kinds = subset.attribute("label_kind")
-            accepted = self.label_kinds
-            if name == "development" and self.validation_label_kinds is not None:
-                accepted = self.validation_label_kinds
+            accepted = self.accepted_kinds(name)
             left_out = ~np.isin(kinds, accepted)
             if left_out.any():
                 warnings.warn(
@@ -326,13 +324,16 @@ class AnnotatedTask(Task):
         self.balance_groups()  # now, before dataloader workers start
         self._validation_chunks = self.validation_chunks() if self.has_validation else None
 
-    def usable_files(self, name: str) -> np.ndarray:
-        """(files,) bool: the files of subset ``name`` whose label kind the task learns from
-        (validated on, for the development subset: see ``validation_label_kinds``)."""
-        kinds = self.label_kinds
+    def accepted_kinds(self, name: str) -> tuple[str, ...]:
+        """Label kinds of the files of subset ``name`` the task uses: those it learns from, or
+        validates on for the development subset (``validation_label_kinds``)."""
         if name == "development" and self.validation_label_kinds is not None:
-            kinds = self.validation_label_kinds
-        return np.isin(self.metadata.subsets[name].attribute("label_kind"), kinds)
+            return self.validation_label_kinds
+        return self.label_kinds
+
+    def usable_files(self, name: str) -> np.ndarray:
+        """(files,) bool: the files of subset ``name`` of a label kind the task uses."""
+        return np.isin(self.metadata.subsets[name].attribute("label_kind"), self.accepted_kinds(name))
 
     # ---- reading -----------------------------------------------------------------------
     @property

@@ -252,12 +252,14 @@ class SoundEventDetection(AnnotatedTask):
     def validation_step(self, batch, batch_idx: int):
         if not self.frame_recipe:
             return super().validation_step(batch, batch_idx)
-        output = super().validation_step({key: batch[key] for key in ("X", "y")}, batch_idx)
+        logits = self.model(batch["X"])
+        output = self.validate_outputs(logits, {key: batch[key] for key in ("X", "y")})
         if self.select_by != "loss":
             for network, model in self.networks():
-                with torch.no_grad():
-                    scores = torch.sigmoid(model(batch["X"].to(self.model.device)))
-                self.detections.add(network, scores.cpu().numpy(), batch["index"].cpu().numpy())
+                if network != "student":
+                    with torch.no_grad():
+                        logits = model(batch["X"].to(self.model.device))
+                self.detections.add(network, torch.sigmoid(logits).cpu().numpy(), batch["index"].cpu().numpy())
         return output
 
     def networks(self):
