@@ -106,12 +106,11 @@ def tune(model_dir: Path, data: Path, *, progress: bool):
 
     from audiotask.inference.formats import read_events_tsv
     from audiotask.inference.tuning import tune_postprocessing
-    from audiotask.models import CRNN
 
     audio = sorted((data / "audio" / "development").glob("*.wav"))
     scores = score_files(model_dir, audio, progress=progress, desc="Tuning")
     durations = {path.name: soundfile.info(str(path)).duration for path in audio}
-    classes = CRNN.from_pretrained(model_dir).specifications.classes
+    classes = list(next(iter(scores.values())).labels)  # the model's, as its scores name them
     tuned = tune_postprocessing(scores, read_events_tsv(data / "metadata" / "development.tsv"), durations, classes=classes)
     tuned.save(model_dir)
     return tuned
