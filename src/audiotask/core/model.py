@@ -22,6 +22,9 @@ from audiotask.core.specifications import Specifications
 
 MANIFEST = "audiotask.json"
 WEIGHTS = "model.safetensors"
+#: prefix of the modules a task adds for training only (see ``Model.add_training_head``):
+#: checkpoints hold them, saved models do not
+TRAINING_HEADS = "training_heads."
 FORMAT_VERSION = 1
 
 
@@ -182,6 +185,18 @@ class Model(pl.LightningModule):
         self.has_learned_weights = True
         return result
 
+    def add_training_head(self, name: str, module: torch.nn.Module) -> None:
+        """Register ``module`` (e.g. the class weights of a margin loss) as part of training:
+        the optimiser trains it and Lightning checkpoints hold it (a resumed run gets it
+        back), but ``save_pretrained`` leaves it out and loading never asks for it."""
+        if "training_heads" not in self._modules:
+            self.training_heads = torch.nn.ModuleDict()
+        self.training_heads[name] = module
+
+    def inference_state_dict(self) -> dict[str, torch.Tensor]:
+        """The weights a saved model keeps: all but the training heads."""
+        return {name: tensor for name, tensor in self.state_dict().items() if not name.startswith(TRAINING_HEADS)}
+
     # ---- frames ------------------------------------------------------------------
     @property
     def frames(self) -> Frames:
@@ -222,6 +237,7 @@ class Model(pl.LightningModule):
         self.task.model = self
         self.task.setup(stage)
         self.attach_specifications(self.task.specifications)
+        self.task.setup_training_heads(self)
         self.task.setup_metrics(self)
 
     def train_dataloader(self):
@@ -272,7 +288,7 @@ class Model(pl.LightningModule):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         (directory / MANIFEST).write_text(json.dumps(self.manifest(), indent=2))
-        state = {name: tensor.detach().cpu().contiguous() for name, tensor in self.state_dict().items()}
+        state = {name: tensor.detach().cpu().contiguous() for name, tensor in self.inference_state_dict().items()}
         save_file(state, directory / WEIGHTS)
         return directory
 
@@ -286,6 +302,8 @@ class Model(pl.LightningModule):
             raise TypeError(f"Saved model is a {architecture.__name__}, not a {cls.__name__}.")
         model = architecture(**manifest["arguments"])
         model.attach_specifications(Specifications.from_dict(manifest["specifications"]))
+        # a training checkpoint holds the training heads (a margin loss's class weights): not the model's
+        state_dict = {name: tensor for name, tensor in state_dict.items() if not name.startswith(TRAINING_HEADS)}
         missing, unexpected = model.load_state_dict(state_dict, strict=False)
         # a part added to an architecture since the model was saved, that inference does not use
         missing = [name for name in missing if not name.startswith(model.training_only_prefixes)]

@@ -232,6 +232,10 @@ class Task(pl.LightningDataModule):
         trainer = getattr(self.model, "_trainer", None)
         return 1 if trainer is None else int(trainer.world_size)
 
+    def setup_training_heads(self, model) -> None:
+        """Add the modules that train with the model but are not part of it (see
+        ``Model.add_training_head``), once the specifications are known."""
+
     def setup_metrics(self, model) -> None:
         """Create the default validation metric for the specifications, on the model's device."""
         name, metric = objectives.validation_metric(self.specifications)

@@ -87,6 +87,9 @@ class AnnotatedTask(Task):
     validation_label_kinds: Optional[tuple[str, ...]] = None
     #: whether annotation labels are meant to be classes (unmatched ones are then reported)
     labels_are_classes: bool = True
+    #: registry name written into the specifications' ``extra["task"]``, for the tasks whose
+    #: saved models ``audiotask apply`` must tell apart (a tagger from a chunk-level detector)
+    task_name: Optional[str] = None
 
     def __init__(
         self,
@@ -147,6 +150,7 @@ class AnnotatedTask(Task):
         return Specifications(
             problem=self.problem, resolution=self.resolution, duration=self.duration,
             min_duration=self.min_duration, warm_up=self.warm_up, classes=classes,
+            extra={} if self.task_name is None else {"task": self.task_name},
         )
 
     # ---- preparing metadata -------------------------------------------------------------

@@ -22,7 +22,7 @@ from typing import Callable, Iterable, Iterator, Optional, Sequence
 import numpy as np
 
 from audiotask.engine.metadata import METADATA_FORMAT, ProtocolMetadata, SubsetMetadata, audio_stamp, split_segments
-from audiotask.protocols.files import check_audio, entry
+from audiotask.protocols.files import check_audio, entry, file_attribute
 
 #: attributes every file gets, computed from its annotation and database
 BUILT_IN_ATTRIBUTES = ("database", "label_kind", "tags")
@@ -172,7 +172,7 @@ def build_subset(
         table["label_kind"].append(kind)
         table["tags"].append(attribute_value(tags))
         for name in attributes:
-            table[name].append(attribute_value(entry(file, name)))
+            table[name].append(attribute_value(file_attribute(file, name)))
     annotated, annotated_offsets = _flatten(regions, 2, np.float64)
     flat, segment_offsets = _flatten(segments, 3, np.float64)
     starts, ends, labels, segment_offsets = split_segments(

@@ -31,6 +31,15 @@ def entry(file, key: str):
         return None
 
 
+def file_attribute(file, name: str):
+    """The protocol's ``name`` entry of ``file``, else the attribute of that name its
+    annotation carries (a clip table's fold, see ``protocols.clips``), else None."""
+    value = entry(file, name)
+    if value is None:
+        value = getattr(entry(file, "annotation"), name, None)
+    return value
+
+
 def _wrapping(wrapper: Callable, *inside) -> Callable:
     """``wrapper``, marked with what it holds (``audiotask_wraps``): the fingerprint of the
     prepared-metadata cache trusts our wrappers only as far as what they wrap."""

@@ -99,7 +99,9 @@ def _describe(value: Any) -> Any:
 
 def _file_row(file, keys: Sequence[str]) -> list:
     """The uri of ``file`` and a description of each of its ``keys`` (None when absent)."""
-    return [str(file["uri"]), *(_describe(file.get(key)) for key in keys)]
+    from audiotask.protocols.files import file_attribute
+
+    return [str(file["uri"]), *(_describe(file_attribute(file, key)) for key in keys)]
 
 
 #: what prepared metadata stores of a file, besides its uri (the default of ``stored``)

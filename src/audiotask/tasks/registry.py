@@ -104,6 +104,34 @@ TASKS: tuple[TaskEntry, ...] = (
         aliases=("mls",),
         options=("classes",),
     ),
+    TaskEntry(
+        "audio-classification",
+        "audiotask.tasks.audio_classification:AudioClassification",
+        "which one class a clip belongs to (mono-label, one decision per clip)",
+        aliases=("classification",),
+        options=("classes", "fold"),
+    ),
+    TaskEntry(
+        "audio-tagging",
+        "audiotask.tasks.audio_tagging:AudioTagging",
+        "which classes occur in a clip (multi-label tags, one decision per clip)",
+        aliases=("tagging",),
+        options=("classes", "fold"),
+    ),
+    TaskEntry(
+        "snr-estimation",
+        "audiotask.tasks.snr_estimation:SNREstimation",
+        "signal-to-noise ratio of speech, frame by frame (regression, trained on mixtures made on the fly)",
+        aliases=("snr",),
+        options=("noise", "snr_range", "loss"),
+    ),
+    TaskEntry(
+        "speaker-embedding",
+        "audiotask.tasks.speaker_embedding:SpeakerEmbedding",
+        "one vector per speech chunk, close for one speaker and far apart for two (verification)",
+        aliases=("embedding",),
+        options=("speakers_per_batch", "margin", "scale"),
+    ),
 )
 
 
