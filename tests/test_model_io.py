@@ -72,6 +72,28 @@ def test_lightning_checkpoint_loads_with_weights_only(tiny_protocol, tmp_path):
     assert torch.equal(loaded(waveforms), model(waveforms))
 
 
+
+def test_training_heads_train_and_checkpoint_but_are_not_saved_with_the_model(tmp_path):
+    from safetensors.torch import load_file
+
+    torch.manual_seed(0)
+    model = CRNN(channels=(8, 16), time_pooling=(2, 2), hidden_size=8)
+    model.attach_specifications(specifications(Resolution.CHUNK))
+    model.add_training_head("classifier", torch.nn.Linear(4, 3))
+    named = dict(model.named_parameters())
+    assert "training_heads.classifier.weight" in named  # the optimiser gets it
+    assert "training_heads.classifier.weight" in model.state_dict()  # so do Lightning checkpoints
+    model.save_pretrained(tmp_path / "model")
+    saved = load_file(tmp_path / "model" / "model.safetensors")
+    assert not [name for name in saved if name.startswith("training_heads.")]
+    assert set(saved) == set(model.inference_state_dict())
+    # a checkpoint's state dict (training heads included) loads into a model without them
+    loaded = Model.from_manifest(model.manifest(), model.state_dict())
+    waveforms = torch.randn(2, 1, 32000)
+    model.eval()
+    assert torch.equal(loaded(waveforms), model(waveforms))
+    assert not hasattr(loaded, "training_heads")
+
 # ---- the architecture is looked up by name, never imported from a model file ------------
 def saved_debug(directory, architecture=None):
     """A Debug model saved into ``directory``, its manifest's architecture replaced if given."""
