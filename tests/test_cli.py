@@ -373,19 +373,28 @@ def test_registry_resolves_names_and_aliases_to_one_entry():
     assert registry.names() == [
         "sound-event-detection", "sed", "voice-activity-detection", "vad",
         "overlapped-speech-detection", "osd", "multi-label-segmentation", "mls",
+        "audio-classification", "classification", "audio-tagging", "tagging",
+        "snr-estimation", "snr", "speaker-embedding", "embedding",
     ]
     for name, alias, target in [
         ("sound-event-detection", "sed", "audiotask.tasks.sound_event_detection:SoundEventDetection"),
         ("voice-activity-detection", "vad", "audiotask.tasks.voice_activity_detection:VoiceActivityDetection"),
         ("overlapped-speech-detection", "osd", "audiotask.tasks.overlapped_speech_detection:OverlappedSpeechDetection"),
         ("multi-label-segmentation", "mls", "audiotask.tasks.multilabel_segmentation:MultiLabelSegmentation"),
+        ("audio-classification", "classification", "audiotask.tasks.audio_classification:AudioClassification"),
+        ("audio-tagging", "tagging", "audiotask.tasks.audio_tagging:AudioTagging"),
+        ("snr-estimation", "snr", "audiotask.tasks.snr_estimation:SNREstimation"),
+        ("speaker-embedding", "embedding", "audiotask.tasks.speaker_embedding:SpeakerEmbedding"),
     ]:
         assert registry.resolve(alias) is registry.resolve(name)
         assert registry.resolve(name).target == target and registry.resolve(name).short_name == alias
     # the task-specific options each task takes, on top of the engine's
-    assert [e.short_name for e in registry.accepting("classes")] == ["sed", "mls"]
+    assert [e.short_name for e in registry.accepting("classes")] == ["sed", "mls", "classification", "tagging"]
     assert [e.short_name for e in registry.accepting("resolution")] == ["sed"]
-    assert len(registry.accepting("duration")) == len(registry.accepting("batch_size")) == 4
+    assert [e.short_name for e in registry.accepting("fold")] == ["classification", "tagging"]
+    assert [e.short_name for e in registry.accepting("noise")] == ["snr"]
+    assert [e.short_name for e in registry.accepting("margin")] == ["embedding"]
+    assert len(registry.accepting("duration")) == len(registry.accepting("batch_size")) == 8
 
 
 def test_registry_loads_classes_on_use():
@@ -422,7 +431,8 @@ def test_train_task_choices_and_help_come_from_the_registry():
         assert f"{entry.short_name} ({entry.name}): {entry.help}" in task.help
     assert option_action("evaluate", "task").choices == [
         "sound-event-detection", "sed", "voice-activity-detection", "vad", "overlapped-speech-detection", "osd",
-        "multi-label-segmentation", "mls",
+        "multi-label-segmentation", "mls", "audio-classification", "classification", "audio-tagging", "tagging",
+        "speaker-embedding", "embedding", "verification",
     ]
 
 
@@ -433,11 +443,12 @@ def parse_train(*options):
 
 
 @pytest.mark.parametrize("task, options, message", [
-    ("vad", ["--classes", "Dog"], "--classes applies to --task sed, mls only, not to --task vad"),
+    ("vad", ["--classes", "Dog"], "--classes applies to --task sed, mls, classification, tagging only, not to --task vad"),
     ("osd", ["--resolution", "frame"], "--resolution applies to --task sed only, not to --task osd"),
     ("mls", ["--resolution", "frame", "--classes", "a,b"], "--resolution applies to --task sed only, not to --task mls"),
     ("overlapped-speech-detection", ["--classes", "a", "--resolution", "chunk"],
-     "--classes applies to --task sed, mls only; --resolution applies to --task sed only, not to --task osd"),
+     "--classes applies to --task sed, mls, classification, tagging only; --resolution applies to --task sed only, "
+     "not to --task osd"),
 ])
 def test_train_refuses_each_option_its_task_does_not_take(task, options, message):
     from audiotask.cli.train import make_task

@@ -1,20 +1,41 @@
-"""Apply a trained model to audio files and write its scores and detected events.
+"""Apply a trained model to audio files and write what its task calls for.
 
-Writes, under --output: scores/ (one sed_scores_eval TSV of frame scores per file) and
-detections.tsv (DCASE format: filename, onset, offset, event_label), or detections.rttm
-with --format rttm. A chunk-level model's scores of overlapping windows are spread onto
-cells one step long (each the mean of the windows covering it), up to the file's end.
+What is written under --output depends on the task the model was trained for:
 
-When the model folder holds postprocessing.json (written by `audiotask tune`), its
-class-wise thresholds and median filter lengths are used, unless --onset, --offset or
---median-filter is given (then none of it is) or --no-tuned; a line says which were used.
+  detection models (sed, vad, osd, mls): scores/ (one sed_scores_eval TSV of frame scores
+    per file) and detections.tsv (DCASE format: filename, onset, offset, event_label), or
+    detections.rttm with --format rttm. A chunk-level model's scores of overlapping windows
+    are spread onto cells one step long (each the mean of the windows covering it), up to
+    the file's end. When the model folder holds postprocessing.json (written by `audiotask
+    tune`), its class-wise thresholds and median filter lengths are used, unless --onset,
+    --offset or --median-filter is given (then none of it is) or --no-tuned; a line says
+    which were used.
+  audio classification: predictions.csv (filename, label: the class of highest score, then
+    one score column per class, 6 decimals), one row per file; a file's scores are the mean
+    of the class probabilities of its windows (one window every --step seconds).
+  audio tagging: scores.csv (filename, one score column per class, each the maximum over
+    the file's windows) and tags.tsv (DCASE weak labels: filename, event_labels, the classes
+    scored at or above --onset; a file without any has an empty event_labels).
+  SNR estimation: snr/URI.tsv (onset, offset, snr in dB, one row per frame) and snr.csv
+    (filename, snr: the file's mean over its frames, in dB). Every frame is estimated,
+    those without speech too: their values say little; read them with a voice activity
+    detector's output at hand.
+  speaker embedding: one embedding per file (key: its uri), or per turn of --segments
+    (key: uri/start-end, in seconds at 3 decimals), in embeddings.safetensors (one tensor
+    per key), or embeddings.npy (one row per key) and embeddings.txt (its keys, one per
+    line) with --embedding-format npy.
+
+An option that does not apply to the model's task (--median-filter for a classifier,
+--segments for a detector) is refused in one line before anything runs.
 
 A file that cannot be processed (undecodable, empty, with NaN or infinite samples) does not
 stop the others: it is named on stderr, the outputs of the others are written, and the
 exit status is 1.
 
-example:
+examples:
   audiotask apply run/model data/audio/test --output predictions --median-filter 0.45
+  audiotask apply classifier/model clips/ --output predictions
+  audiotask apply embedding/model audio/ --segments turns.rttm --output embeddings
 """
 
 from __future__ import annotations
@@ -25,7 +46,6 @@ import sys
 from pathlib import Path
 
 from audiotask.cli.common import CommandError, find_audio_files, one_line
-from audiotask.protocols.uris import uri_of
 
 HELP = "apply a trained model to audio files"
 
@@ -34,6 +54,21 @@ DEFAULT_ONSET = 0.5
 DEFAULT_MEDIAN_FILTER = 0.0
 #: the options that set what `audiotask tune` tunes: any of them given, the tuned values are not used
 TUNED_OPTIONS = ("onset", "offset", "median_filter")
+#: the kind of the models without a task name in their specifications: the detection tasks'
+EVENTS = "events"
+#: options that only some models take: dest -> (flag, the kinds of model that take it: task
+#: names, EVENTS for the detection models); given to another model, they are refused
+MODEL_OPTIONS = {
+    "onset": ("--onset", (EVENTS, "audio-tagging")),
+    "offset": ("--offset", (EVENTS,)),
+    "median_filter": ("--median-filter", (EVENTS,)),
+    "no_tuned": ("--no-tuned", (EVENTS,)),
+    "min_duration_on": ("--min-duration-on", (EVENTS,)),
+    "min_duration_off": ("--min-duration-off", (EVENTS,)),
+    "format": ("--format", (EVENTS,)),
+    "segments": ("--segments", ("speaker-embedding",)),
+    "embedding_format": ("--embedding-format", ("speaker-embedding",)),
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,25 +77,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "soundfile decodes (wav, flac, ogg, mp3...)")
     parser.add_argument("--output", type=Path, required=True, metavar="DIR", help="output folder")
     inference = parser.add_argument_group("inference")
-    inference.add_argument("--step", type=float, help="hop between chunks in seconds (default: 10%% of the chunk)")
+    inference.add_argument("--step", type=float, help="hop between chunks in seconds (default: 10%% of the chunk; "
+                           "speaker embedding models: half the chunk)")
     inference.add_argument("--batch-size", type=int, default=32, help="chunks per forward pass (default: %(default)s)")
     inference.add_argument("--device", help="e.g. cpu, cuda (default: cuda when available)")
-    post = parser.add_argument_group("post-processing (scores -> events)")
+    post = parser.add_argument_group("post-processing (scores -> events; detection models)")
     # None when not given: the tuned values of postprocessing.json then apply
     post.add_argument("--onset", type=float, help="activation threshold, in [0, 1] (default: the tuned ones of "
-                      f"MODEL/postprocessing.json, else {DEFAULT_ONSET})")
+                      f"MODEL/postprocessing.json, else {DEFAULT_ONSET}); tagging models: the score from which a "
+                      f"class is a tag (default: {DEFAULT_ONSET})")
     post.add_argument("--offset", type=float, help="deactivation threshold (default: --onset)")
     post.add_argument("--median-filter", type=float, metavar="SECONDS",
                       help="median filter length in seconds (default: the tuned ones of MODEL/postprocessing.json, "
                       f"else {DEFAULT_MEDIAN_FILTER}, none)")
-    post.add_argument("--no-tuned", action="store_true",
+    post.add_argument("--no-tuned", action="store_true", default=None,
                       help="ignore MODEL/postprocessing.json (class-wise values from `audiotask tune`)")
-    post.add_argument("--min-duration-on", type=float, default=0.0, metavar="SECONDS",
-                      help="drop events shorter than this (default: %(default)s)")
-    post.add_argument("--min-duration-off", type=float, default=0.0, metavar="SECONDS",
-                      help="fill gaps shorter than this (default: %(default)s)")
-    parser.add_argument("--format", choices=("tsv", "rttm"), default="tsv",
-                        help="events as DCASE TSV or RTTM (default: %(default)s)")
+    post.add_argument("--min-duration-on", type=float, metavar="SECONDS",
+                      help="drop events shorter than this (default: 0)")
+    post.add_argument("--min-duration-off", type=float, metavar="SECONDS",
+                      help="fill gaps shorter than this (default: 0)")
+    post.add_argument("--format", choices=("tsv", "rttm"), help="events as DCASE TSV or RTTM (default: tsv)")
+    embedding = parser.add_argument_group("speaker embedding models")
+    embedding.add_argument("--segments", type=Path, metavar="RTTM",
+                           help="one embedding per turn of this RTTM file (of the files named by their uri) "
+                           "instead of one per file")
+    embedding.add_argument("--embedding-format", choices=("safetensors", "npy"),
+                           help="embeddings.safetensors, or embeddings.npy and embeddings.txt (default: safetensors)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
 
@@ -72,6 +114,8 @@ def postprocessing_options(args: argparse.Namespace) -> dict:
     """
     onset = DEFAULT_ONSET if args.onset is None else args.onset
     median_filter = DEFAULT_MEDIAN_FILTER if args.median_filter is None else args.median_filter
+    min_duration_on = 0.0 if args.min_duration_on is None else args.min_duration_on
+    min_duration_off = 0.0 if args.min_duration_off is None else args.min_duration_off
     for name in ("onset", "offset"):
         value = getattr(args, name)
         if value is not None and not 0.0 <= value <= 1.0:
@@ -79,16 +123,16 @@ def postprocessing_options(args: argparse.Namespace) -> dict:
     if args.offset is not None and args.offset > onset:
         raise CommandError(f"--offset ({args.offset}) must not exceed --onset ({onset}): "
                            "an event starts above --onset and ends at or below --offset")
-    for name, value in (("median_filter", median_filter), ("min_duration_on", args.min_duration_on),
-                        ("min_duration_off", args.min_duration_off)):
+    for name, value in (("median_filter", median_filter), ("min_duration_on", min_duration_on),
+                        ("min_duration_off", min_duration_off)):
         if not value >= 0.0:  # NaN too
             raise CommandError(f"--{name.replace('_', '-')} must be a non-negative number of seconds, got {value}")
     return dict(
         onset=onset,
         offset=args.offset,
         median_filter_length=median_filter,
-        min_duration_on=args.min_duration_on,
-        min_duration_off=args.min_duration_off,
+        min_duration_on=min_duration_on,
+        min_duration_off=min_duration_off,
     )
 
 
@@ -164,46 +208,75 @@ def file_problem(path: Path, error: BaseException) -> str:
     return message if str(path) in message else f"{path}: {message}"
 
 
+def model_kind(model) -> str:
+    """The task name in ``model``'s specifications when apply has outputs of its own for it
+    (see ``apply_outputs.OUTPUTS``), else :data:`EVENTS` (the detection models)."""
+    from audiotask.cli.apply_outputs import OUTPUTS
+
+    task = model.specifications.extra.get("task")
+    return task if task in OUTPUTS else EVENTS
+
+
+def refuse_other_options(args: argparse.Namespace, kind: str) -> None:
+    """``CommandError`` naming every option of :data:`MODEL_OPTIONS` given that ``kind`` does not take.
+
+    Refused rather than ignored: an option that silently does nothing (a --median-filter
+    given to a classifier) would let its user believe it shaped the outputs.
+    """
+    refused = [flag for dest, (flag, kinds) in MODEL_OPTIONS.items()
+               if getattr(args, dest, None) is not None and kind not in kinds]
+    if refused:
+        takes = [flag for flag, kinds in MODEL_OPTIONS.values() if kind in kinds]
+        raise CommandError(f"{', '.join(refused)} do{'es' * (len(refused) == 1)} not apply to the "
+                           f"{'detection' if kind == EVENTS else kind} model {args.model}"
+                           + (f" (of these options, it takes {', '.join(takes)})" if takes else ""))
+
+
+def check_inputs(args: argparse.Namespace) -> None:
+    """Fail at once on a file an option names (--segments), not after the model ran."""
+    if args.segments is not None and not args.segments.is_file():
+        raise CommandError(f"no such file: {args.segments}")
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm.auto import tqdm
 
-    from audiotask.inference.formats import write_events_tsv, write_rttm, write_scores
+    from audiotask.cli.apply_outputs import OUTPUTS, EventOutputs
     from audiotask.inference.inference import Inference
-    from audiotask.inference.postprocessing import events_to_annotation
 
     options = postprocessing_options(args)
+    check_inputs(args)
     files = find_audio_files(args.audio)
     model = load_model(args.model)
-    options = with_tuned_values(args, options, model.specifications.classes)
+    kind = model_kind(model)
+    refuse_other_options(args, kind)
+    args.format = args.format or "tsv"
+    args.embedding_format = args.embedding_format or "safetensors"
+    if kind == EVENTS:
+        options = with_tuned_values(args, options, model.specifications.classes)
+    kind_outputs = OUTPUTS.get(kind, EventOutputs)
+    step = kind_outputs.default_step(model.specifications) if args.step is None else args.step
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        inference = Inference(model, step=args.step, batch_size=args.batch_size, device=device)
+        inference = Inference(model, step=step, batch_size=args.batch_size, device=device)
     except ValueError as error:  # --step outside (0, chunk duration], --batch-size < 1
         raise CommandError(str(error)) from None
+    outputs = kind_outputs(args, inference, options)
     # one file that cannot be processed must not cost the others their outputs
-    scores, events, failed = {}, {}, {}
+    results, failed = {}, {}
     for path in tqdm(files, desc="Files", unit="file", disable=not args.progress):
         try:
-            scores[path.name], events[path.name] = apply_to_file(inference, path, options)
+            results[path.name] = outputs.process(path)
         except FILE_ERRORS as error:
             failed[path] = file_problem(path, error)
             tqdm.write(f"audiotask apply: failed: {failed[path]}", file=sys.stderr)
-    if scores:
+    if results:
         args.output.mkdir(parents=True, exist_ok=True)
-        write_scores(args.output / "scores", scores)
-        if args.format == "tsv":
-            detections = args.output / "detections.tsv"
-            write_events_tsv(detections, events)
-        else:
-            detections = args.output / "detections.rttm"
-            write_rttm(detections, [events_to_annotation(file_events, uri_of(name))
-                                    for name, file_events in events.items()])
-        print(f"{sum(map(len, events.values()))} events in {len(scores)} files")
-        print(f"scores:     {args.output / 'scores'}")
-        print(f"detections: {detections}")
+        for line in outputs.write(args.output, results):
+            print(line)
     if failed:
-        written = f"outputs written for the other {len(scores)}" if scores else "nothing written"
+        written = f"outputs written for the other {len(results)}" if results else "nothing written"
         print(f"audiotask apply: {len(failed)} of {len(files)} files failed; {written}", file=sys.stderr)
         return 1
     return 0

@@ -1,4 +1,4 @@
-"""Evaluate detections against a reference.
+"""Evaluate a model's outputs against a reference.
 
 Sound event detection (--task sed, the default): REFERENCE and PREDICTIONS are DCASE TSV
 files (filename, onset, offset, event_label); event-based, segment-based and
@@ -20,9 +20,30 @@ where two or more distinct speakers talk are the reference (overlapping turns of
 speaker are not overlap). PREDICTIONS are the detected overlap events (RTTM or DCASE TSV,
 as `audiotask apply` writes them), scored with the detection error rate as for vad.
 
-example:
+Audio classification (--task classification): REFERENCE is a clip CSV (a header naming a
+filename and a label column, e.g. filename,label,fold) or a DCASE weak-label TSV, one label
+per file; PREDICTIONS is the predictions.csv of `audiotask apply`. Accuracy, macro F1,
+per-class precision, recall and F1, and the confusion matrix (--plot: as a picture).
+
+Audio tagging (--task tagging): REFERENCE is a DCASE weak-label TSV (filename, event_labels)
+or a clip CSV whose labels column holds comma-separated labels; PREDICTIONS is the
+scores.csv of `audiotask apply`. Mean average precision (mAP) and each class's AP.
+
+For both, every file of REFERENCE needs a prediction (one missing is an error naming it), a
+reference label must be one of the predictions' classes (an error otherwise), and a
+prediction for a file absent from REFERENCE is left out, with a warning naming it.
+
+Speaker verification (--task verification, or embedding): the only positional argument is
+EMBEDDINGS, the embeddings file of `audiotask apply` (.safetensors, or .npy beside its .txt
+of keys); --trials lists one trial per line (1 or 0, enrolment, test; VoxCeleb's format),
+scored by the cosine similarity of the embeddings: equal error rate and minDCF. A trial
+naming a recording without embedding is an error naming its line.
+
+examples:
   audiotask evaluate data/metadata/test.tsv predictions/detections.tsv \\
       --durations data/metadata/test_durations.tsv --scores predictions/scores
+  audiotask evaluate --task classification clips/labels.csv predictions/predictions.csv --plot confusion.png
+  audiotask evaluate --task verification --trials trials.txt embeddings/embeddings.safetensors
 """
 
 from __future__ import annotations
@@ -34,23 +55,53 @@ import warnings
 from collections import Counter
 from pathlib import Path
 
+from audiotask.cli import evaluate_clips
 from audiotask.cli.common import CommandError, audio_durations, read_durations
 from audiotask.protocols.uris import uri_of
 from audiotask.tasks import registry
 
-HELP = "evaluate detections against a reference"
+HELP = "evaluate a model's outputs against a reference"
+
+
+#: evaluation name -> the registered task whose outputs it evaluates (besides the tasks' own names)
+EVALUATION_NAMES = {"verification": "speaker-embedding"}
+#: the positional arguments of each evaluation that does not take REFERENCE PREDICTIONS
+POSITIONALS = {"speaker-embedding": ("embeddings",)}
+#: options that only some evaluations take: dest -> (flag, canonical task names); given to
+#: another evaluation, they are refused (an option that does nothing would mislead)
+EVALUATION_OPTIONS = {
+    "durations": ("--durations", ("sound-event-detection", "multi-label-segmentation", "voice-activity-detection",
+                                  "overlapped-speech-detection")),
+    "audio": ("--audio", ("sound-event-detection", "multi-label-segmentation")),
+    "scores": ("--scores", ("sound-event-detection", "multi-label-segmentation")),
+    "uem": ("--uem", ("voice-activity-detection", "overlapped-speech-detection")),
+    "plot": ("--plot", ("audio-classification",)),
+    "trials": ("--trials", ("speaker-embedding",)),
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("reference", type=Path,
-                        help="reference events (DCASE TSV; RTTM for --task vad, speaker turns for --task osd)")
-    parser.add_argument("predictions", type=Path, help="detected events (DCASE TSV; RTTM for --task vad or osd)")
+    parser.usage = ("%(prog)s [--task TASK] [options] REFERENCE PREDICTIONS\n"
+                    "       %(prog)s --task verification --trials TRIALS [options] EMBEDDINGS")
+    parser.add_argument("paths", nargs="+", type=Path, metavar="FILE",
+                        help="REFERENCE PREDICTIONS: the reference (DCASE TSV; RTTM for --task vad, speaker turns for "
+                        "--task osd; clip CSV or DCASE weak TSV for classification and tagging) and the outputs of "
+                        "`audiotask apply` (detections, predictions.csv, scores.csv); EMBEDDINGS alone for --task "
+                        "verification")
     parser.add_argument("--task", choices=evaluated_task_names(), default="sed", metavar="TASK",
-                        help=registry.describe(registry.resolve(name) for name in EVALUATIONS) + " (default: %(default)s)")
+                        help=(registry.describe(registry.resolve(name) for name in EVALUATIONS)
+                              + "; verification: speaker verification with the embeddings of a speaker-embedding "
+                              "model").replace("%", "%%") + " (default: %(default)s)")
     parser.add_argument("--durations", type=Path, metavar="TSV", help="file durations: filename<TAB>seconds")
-    parser.add_argument("--audio", type=Path, metavar="DIR", help="folder of the reference audio (durations read from it)")
+    parser.add_argument("--audio", type=Path, metavar="DIR",
+                        help="sed: folder of the reference audio (durations read from it)")
     parser.add_argument("--scores", type=Path, metavar="DIR", help="sed: frame scores from `audiotask apply` (PSDS)")
     parser.add_argument("--uem", type=Path, metavar="UEM", help="vad, osd: evaluated regions of each file (UEM)")
+    parser.add_argument("--plot", type=Path, metavar="PNG",
+                        help="classification: draw the confusion matrix into this file")
+    parser.add_argument("--trials", type=Path, metavar="TRIALS",
+                        help="verification: trial list, one 'KEY enrolment test' per line (KEY 1/0 or "
+                        "target/nontarget; names as the embeddings' keys, with or without audio extension)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
 
 
@@ -97,8 +148,6 @@ def evaluate_vad(args: argparse.Namespace, *, overlap: bool = False) -> dict:
 
     from audiotask.metrics.voice_activity import detection_error_rate
 
-    if args.scores is not None:
-        raise CommandError("--scores applies to --task sed only")
     references, hypotheses = read_annotations(args.reference), read_annotations(args.predictions)
     if overlap:
         references = overlap_annotations(references)
@@ -245,19 +294,71 @@ EVALUATIONS = {
     "overlapped-speech-detection": evaluate_osd,
     # per-class frame decisions written as events, as sound event detection's
     "multi-label-segmentation": evaluate_sed,
+    "audio-classification": evaluate_clips.evaluate_classification,
+    "audio-tagging": evaluate_clips.evaluate_tagging,
+    "speaker-embedding": evaluate_clips.evaluate_verification,
+}
+#: how an evaluation's results are printed without --json (default: ``sound_events.format_table``)
+TABLES = {
+    "audio-classification": evaluate_clips.classification_table,
+    "audio-tagging": evaluate_clips.tagging_table,
+    "speaker-embedding": evaluate_clips.verification_table,
 }
 
 
 def evaluated_task_names() -> list[str]:
-    """Names and aliases of the registered tasks that have an evaluation here."""
-    return [name for name in registry.names() if registry.resolve(name).name in EVALUATIONS]
+    """Names and aliases of the registered tasks that have an evaluation here, then the
+    evaluations' own names (``verification``)."""
+    return [name for name in registry.names() if registry.resolve(name).name in EVALUATIONS] + list(EVALUATION_NAMES)
+
+
+def evaluated_task(name: str) -> str:
+    """The canonical name of the task evaluated by ``--task name``."""
+    return EVALUATION_NAMES.get(name) or registry.resolve(name).name
+
+
+def take_positionals(args: argparse.Namespace, task: str) -> None:
+    """Name the positional files as ``task``'s evaluation reads them (``args.reference`` and
+    ``args.predictions``, or ``args.embeddings``); ``CommandError`` for another count."""
+    names = POSITIONALS.get(task, ("reference", "predictions"))
+    if len(args.paths) != len(names):
+        expected = " ".join(name.upper() for name in names)
+        raise CommandError(f"--task {args.task} takes {len(names)} file(s), {expected}; got {len(args.paths)}: "
+                           + " ".join(map(str, args.paths)))
+    for name, path in zip(names, args.paths):
+        setattr(args, name, path)
+
+
+def refuse_other_options(args: argparse.Namespace, task: str) -> None:
+    """``CommandError`` naming the options of :data:`EVALUATION_OPTIONS` given that ``task``'s
+    evaluation does not take."""
+    refused = [flag for dest, (flag, tasks) in EVALUATION_OPTIONS.items()
+               if getattr(args, dest, None) is not None and task not in tasks]
+    if refused:
+        raise CommandError(f"{', '.join(refused)} do{'es' * (len(refused) == 1)} not apply to --task {args.task}")
+
+
+def plain(value):
+    """``json.dumps``' fallback: NumPy arrays and numbers as lists and Python numbers."""
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def run(args: argparse.Namespace) -> int:
+    task = evaluated_task(args.task)
+    take_positionals(args, task)
+    refuse_other_options(args, task)
     # a ValueError (the metrics name the file or class at fault) is said in one line by cli/main.py
-    results = EVALUATIONS[registry.resolve(args.task).name](args)
+    results = EVALUATIONS[task](args)
     if args.json:
-        print(json.dumps(results, indent=2))
+        print(json.dumps(results, indent=2, default=plain))
+    elif task in TABLES:
+        print(TABLES[task](results))
     else:
         from audiotask.metrics.sound_events import format_table
 

@@ -36,7 +36,17 @@ TASK_OPTIONS = {
     "consistency_ramp_up": ("--consistency-ramp-up", int),
     "mixing": ("--mixing-option", lambda pairs: dynamic_mixing(pairs)),
     "select_by": ("--select-by", str),
+    "fold": ("--fold", str),
+    "noise": ("--noise", lambda text: noise_source(text)),
+    "snr_range": ("--snr-range", lambda text: parse_range(text, "--snr-range")),
+    "loss": ("--loss", str),
+    "speakers_per_batch": ("--speakers-per-batch", int),
+    "margin": ("--margin", float),
+    "scale": ("--scale", float),
+    "dimension": ("--dimension", int),
 }
+#: ``--fold all``: one run per fold, each validated on its fold (cross-validation)
+ALL_FOLDS = "all"
 
 
 def parse_shares(text: str) -> dict[str, float]:
@@ -49,6 +59,35 @@ def parse_shares(text: str) -> dict[str, float]:
         except ValueError:
             raise CommandError(f"--kind-proportions: expected KIND=SHARE items (strong, weak, none), got {item!r}") from None
     return shares
+
+
+def parse_range(text: str, flag: str) -> tuple[float, float]:
+    """``"0,20"`` -> ``(0.0, 20.0)``; ``CommandError`` unless two numbers, the first below the second."""
+    try:
+        low, high = (float(part) for part in text.split(","))
+    except ValueError:
+        raise CommandError(f"{flag}: expected LOW,HIGH (two numbers), got {text!r}") from None
+    if not low < high:
+        raise CommandError(f"{flag}: expected LOW < HIGH, got {text!r}")
+    return low, high
+
+
+def noise_source(text: str):
+    """``--noise``: a folder of noise recordings (a ``Path``), else a protocol's name (the protocol).
+
+    Protocols are looked up in pyannote.database's registry, where ``load_protocol`` has
+    loaded the ``--database`` files by the time the task is built.
+    """
+    if Path(text).is_dir():
+        return Path(text)
+    if text.count(".") < 2 or Path(text).exists():  # Database.Task.Protocol
+        raise CommandError(f"--noise: {text} is neither a folder of noise recordings nor a protocol name")
+    from pyannote.database import FileFinder, registry as databases
+
+    try:
+        return databases.get_protocol(text, preprocessors={"audio": FileFinder()})
+    except (KeyError, ValueError) as error:
+        raise CommandError(f"--noise: no such folder, nor a known protocol {text!r} ({error})") from None
 
 
 def detection_augmentation(pairs: list[str]):
@@ -117,6 +156,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "backgrounds=FOLDER, share=0.25, snr_range=[0,20], events_per_clip=[1,3], max_overlap=2")
     recipe.add_argument("--select-by", choices=("psds1", "psds2", "loss"),
                         help="what validation keeps the best checkpoint by (default: psds1)")
+    clips = parser.add_argument_group("audio classification and tagging")
+    clips.add_argument("--fold", metavar="K", help=f"{applies_to('fold')} only: validate on fold K of the clip table "
+                       "and train on the other folds; 'all': one run per fold, each into OUTPUT/fold-K, then each "
+                       "fold's scores and their mean ± standard deviation (cross-validation)")
+    snr = parser.add_argument_group("SNR estimation")
+    snr.add_argument("--noise", metavar="FOLDER_OR_PROTOCOL", help=f"{applies_to('noise')} only, and required: noise "
+                     "recordings mixed with the protocol's speech on the fly, a folder or a protocol's name")
+    snr.add_argument("--snr-range", metavar="LOW,HIGH", help=f"{applies_to('snr_range')} only: range (dB) of the "
+                     "SNRs drawn for the training mixtures (default: the task's)")
+    snr.add_argument("--loss", choices=("smooth_l1", "mse"), help=f"{applies_to('loss')} only: regression loss "
+                     "(default: the task's, smooth_l1)")
+    embedding = parser.add_argument_group("speaker embedding")
+    embedding.add_argument("--speakers-per-batch", type=int, metavar="N", help=f"{applies_to('speakers_per_batch')} "
+                           "only: distinct speakers in each batch (default: the task's)")
+    embedding.add_argument("--margin", type=float, help=f"{applies_to('margin')} only: additive angular margin of the "
+                           "loss (default: the task's, 0.2)")
+    embedding.add_argument("--scale", type=float, help=f"{applies_to('scale')} only: scale of the cosines in the "
+                           "loss (default: the task's, 30)")
+    embedding.add_argument("--dimension", type=int, help=f"{applies_to('dimension')} only: size of "
+                           "the embeddings (default: the task's)")
     model = parser.add_argument_group("model")
     model.add_argument("--model", choices=MODELS, default="CRNN", help="architecture (default: %(default)s)")
     model.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
@@ -181,17 +240,36 @@ def task_options(args: argparse.Namespace, entry: registry.TaskEntry) -> dict:
             continue
         if not entry.accepts(keyword):
             refused.append(f"{flag} applies to --task {applies_to(keyword)} only")
+            continue  # not read: reading may fail (a --noise that is no folder), and it is refused anyway
         options[keyword] = read(value)
     if refused:
         raise CommandError(f"{'; '.join(refused)}, not to --task {entry.short_name}")
     return options
 
 
-def make_task(args: argparse.Namespace, protocol):
-    """The registered task named by ``args.task``, built from the options that apply to it."""
+def make_task(args: argparse.Namespace, protocol, *, fold=None):
+    """The registered task named by ``args.task``, built from the options that apply to it.
+
+    ``fold``: the fold a run of a cross-validation validates on, in place of ``--fold all``
+    (which no task takes: without ``fold``, the task is built unsplit). ``CommandError``
+    naming the options of a constructor argument that has no default and was not given.
+    """
+    import inspect
+
     entry = registry.resolve(args.task)
     options = task_options(args, entry)
-    return entry.load()(protocol, **options)
+    if options.get("fold") == ALL_FOLDS:
+        del options["fold"]
+    if fold is not None:
+        options["fold"] = fold
+    cls = entry.load()
+    required = [name for name, parameter in list(inspect.signature(cls).parameters.items())[1:]
+                if parameter.default is inspect.Parameter.empty and name not in options
+                and parameter.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
+    if required:
+        flags = [TASK_OPTIONS[name][0] if name in TASK_OPTIONS else name for name in required]
+        raise CommandError(f"--task {entry.short_name} needs {', '.join(flags)}")
+    return cls(protocol, **options)
 
 
 def make_model(args: argparse.Namespace, task):
@@ -222,19 +300,17 @@ def training_options(args: argparse.Namespace) -> dict:
 def run(args: argparse.Namespace) -> int:
     import lightning.pytorch as pl
 
-    from audiotask.training import fit, set_learning_rate
+    from audiotask.training import fit
 
     quiet_warnings()
     options = training_options(args)  # before the data: a wrong value fails at once
-    pl.seed_everything(args.seed, workers=True)
-    protocol = load_protocol(args.database, args.protocol)
-    task = make_task(args, protocol)
-    model = make_model(args, task)
-    if args.learning_rate is not None:
-        set_learning_rate(model, args.learning_rate)
     if args.resume is not None and not args.resume.is_file():
         raise CommandError(f"no such checkpoint: {args.resume}")
-    task.max_nonfinite_losses = args.max_nonfinite_losses
+    pl.seed_everything(args.seed, workers=True)
+    protocol = load_protocol(args.database, args.protocol)
+    if args.fold == ALL_FOLDS:
+        return cross_validation(args, protocol, options)
+    model = prepared_model(args, make_task(args, protocol))
     result = fit(model, args.output, ckpt_path=args.resume, **options)
     print(f"model:       {result.model}")
     print(f"checkpoints: {result.checkpoints}")
@@ -243,4 +319,36 @@ def run(args: argparse.Namespace) -> int:
         print(f"training:    {result.summary()}")
     if result.monitored is not None:
         print(f"kept the checkpoint with the best {result.monitored} ({result.best_score:.4f}): {result.checkpoint}")
+    return 0
+
+
+def prepared_model(args: argparse.Namespace, task):
+    """The model of ``args`` for ``task``, with its training settings (learning rate, tolerated
+    non-finite losses)."""
+    from audiotask.training import set_learning_rate
+
+    model = make_model(args, task)
+    if args.learning_rate is not None:
+        set_learning_rate(model, args.learning_rate)
+    task.max_nonfinite_losses = args.max_nonfinite_losses
+    return model
+
+
+def cross_validation(args: argparse.Namespace, protocol, options: dict) -> int:
+    """``--fold all``: one run per fold of the protocol into OUTPUT/fold-K, then their summary."""
+    from audiotask.cross_validation import cross_validate, format_cross_validation
+    from audiotask.engine.folds import folds as task_folds
+
+    if args.resume is not None:
+        raise CommandError("--resume continues one run, not a cross-validation: resume the fold that stopped "
+                           "with --fold K --output OUTPUT/fold-K --resume CKPT")
+    folds = task_folds(make_task(args, protocol))  # refuses --fold for a task without folds
+    if len(folds) < 2:
+        raise CommandError(f"--fold all: the training files of {args.protocol} are in {len(folds)} fold(s)"
+                           f"{' (' + ', '.join(folds) + ')' if folds else ''}; cross-validation needs two or more")
+    print(f"cross-validation over folds {', '.join(folds)}: one run each, into {args.output}/fold-K")
+    result = cross_validate(lambda fold: make_task(args, protocol, fold=fold),
+                            lambda task: prepared_model(args, task), args.output, folds, **options)
+    print(format_cross_validation(result))
+    print(f"results:     {args.output / 'cross_validation.json'}")
     return 0

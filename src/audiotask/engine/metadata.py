@@ -76,6 +76,35 @@ class SubsetMetadata:
         now = np.array([audio_stamp(path) for path in self.audio.tolist()], dtype=np.int64).reshape(-1, 2)
         return [str(uri) for uri in self.uri[np.any(now != np.asarray(self.audio_stamp), axis=1)]]
 
+    def select(self, files) -> "SubsetMetadata":
+        """A new subset holding only files ``files`` (indices into this one), in that order.
+
+        Their annotated regions and segments are re-flattened with new offsets and every
+        attribute is kept: e.g. the files of one fold of a training set, split off to
+        validate on. The arrays are plain copies (never the memory map of this subset).
+        """
+        files = np.asarray(files, dtype=np.int64).reshape(-1)
+        if len(files) and (files.min() < 0 or files.max() >= len(self)):
+            raise IndexError(f"SubsetMetadata.select: file indices must lie in [0, {len(self)}), got {files.tolist()}.")
+        annotated_offsets, annotated_rows = _gather_ragged(np.asarray(self.annotated_offsets), files)
+        segment_offsets, segment_rows = _gather_ragged(np.asarray(self.segment_offsets), files)
+        starts, ends = np.asarray(self.segment_start)[segment_rows], np.asarray(self.segment_end)[segment_rows]
+        return SubsetMetadata(
+            uri=np.asarray(self.uri)[files],
+            audio=np.asarray(self.audio)[files],
+            duration=np.asarray(self.duration)[files],
+            annotated_offsets=annotated_offsets,
+            annotated=np.asarray(self.annotated).reshape(-1, 2)[annotated_rows],
+            segment_offsets=segment_offsets,
+            segment_start=starts,
+            segment_end=ends,
+            segment_label=np.asarray(self.segment_label)[segment_rows],
+            # the lookup bound of the kept pieces: no larger than it must be
+            max_segment_length=np.array(float(np.max(ends - starts, initial=0.0))),
+            audio_stamp=np.asarray(self.audio_stamp).reshape(-1, 2)[files],
+            attributes={name: np.asarray(values)[files] for name, values in self.attributes.items()},
+        )
+
     def regions_of(self, file_index: int) -> np.ndarray:
         """(regions, 2) annotated regions of file ``file_index``."""
         return self.annotated[self.annotated_offsets[file_index] : self.annotated_offsets[file_index + 1]]
@@ -215,6 +244,17 @@ class ProtocolMetadata:
     @staticmethod
     def exists(folder: str | Path) -> bool:
         return (Path(folder) / "metadata.json").is_file()
+
+
+def _gather_ragged(offsets: np.ndarray, files: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(new offsets (len(files) + 1,), rows)``: the rows of a flat ragged array that belong
+    to ``files``, file after file, and each selected file's slice of them (vectorised)."""
+    counts = (offsets[files + 1] - offsets[files]).astype(np.int64)
+    new_offsets = np.zeros(len(files) + 1, dtype=np.int64)
+    new_offsets[1:] = np.cumsum(counts)
+    # row k of file i: its first row plus k, k restarting at 0 for every selected file
+    rank = np.arange(new_offsets[-1]) - np.repeat(new_offsets[:-1], counts)
+    return new_offsets, np.repeat(offsets[files], counts) + rank
 
 
 def _identity(folder: Path) -> tuple[int, int]:

@@ -1,14 +1,16 @@
-"""Results on disk: detected events (DCASE TSV, RTTM) and frame scores (sed_scores_eval TSV).
+"""Results on disk: detected events (DCASE TSV, RTTM), frame scores (sed_scores_eval TSV),
+clip scores and tags (CSV, DCASE weak TSV) and embeddings (safetensors, or NumPy plus keys).
 
-Events are keyed by *filename* (``clip.wav``), as DCASE files name them; RTTM files and
-score files are keyed by *uri* (``clip``), as pyannote and sed_scores_eval name them.
+Events, clip scores and tags are keyed by *filename* (``clip.wav``), as DCASE files name
+them; RTTM files and score files are keyed by *uri* (``clip``), as pyannote and
+sed_scores_eval name them; embeddings by whatever key their writer chose.
 """
 
 from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Iterable, Mapping, Optional, Sequence, Union
+from typing import Iterable, Mapping, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 import pandas as pd
@@ -17,7 +19,7 @@ from pyannote.core import Annotation, SlidingWindowFeature
 from audiotask.inference.aggregation import is_per_window, windows_to_timeline
 from audiotask.core.frames import cell_boundaries
 from audiotask.inference.postprocessing import rows_before
-from audiotask.protocols.dcase import not_utf8_error, read_dcase_tsv, write_dcase_tsv
+from audiotask.protocols.dcase import WEAK_HEADER, not_utf8_error, read_dcase_tsv, write_dcase_tsv
 from audiotask.protocols.uris import uri_of
 
 Event = tuple[float, float, str]
@@ -206,3 +208,195 @@ def read_score_files(folder: Union[str, Path]) -> tuple[dict[str, pd.DataFrame],
         else:
             scores[path.name[: -len(".tsv")]] = frame
     return scores, failed
+
+
+# ---- one row per file: clip scores and tags (clip-level models) ----------------------------
+#: the column of ``predictions.csv`` that names each file's predicted class
+LABEL_COLUMN = "label"
+
+
+class ClipScores(NamedTuple):
+    """A clip score table as :func:`read_clip_scores` reads it.
+
+    ``classes``: the score columns, in order; ``scores``: ``{filename: (classes,) float64}``;
+    ``labels``: ``{filename: predicted class}``, empty when the table has no label column.
+    """
+
+    classes: list[str]
+    scores: dict[str, np.ndarray]
+    labels: dict[str, str]
+
+
+def write_clip_scores(
+    path: Union[str, Path],
+    scores: Mapping[str, np.ndarray],
+    classes: Sequence[str],
+    *,
+    labels: Optional[Mapping[str, str]] = None,
+    decimals: int = 6,
+) -> None:
+    """Write one CSV row per file: ``filename[,label],class_1,...`` (rows sorted by filename).
+
+    Parameters
+    ----------
+    scores : {filename: array of shape (classes,)}
+    classes : names of the score columns, in the order of the arrays
+    labels : {filename: class}, optional
+        Written as a ``label`` column after the filename (a classifier's decision).
+    decimals : digits after the decimal point of each score
+    """
+    classes = [str(name) for name in classes]
+    taken = {"filename", LABEL_COLUMN} & set(classes)
+    if taken:
+        raise ValueError(f"a class cannot be named {sorted(taken)[0]!r}: that column names the file or its label")
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["filename", *([LABEL_COLUMN] if labels is not None else []), *classes])
+        for filename in sorted(scores):
+            values = np.asarray(scores[filename], dtype=np.float64)
+            if values.shape != (len(classes),):
+                raise ValueError(f"{filename}: {len(classes)} classes but scores of shape {values.shape}")
+            label = [labels[filename]] if labels is not None else []
+            writer.writerow([filename, *label, *(f"{value:.{decimals}f}" for value in values)])
+
+
+def read_clip_scores(path: Union[str, Path]) -> ClipScores:
+    """The clip score table written by :func:`write_clip_scores` (``apply``'s predictions.csv, scores.csv).
+
+    ``ValueError`` naming the file and line of a malformed row: a wrong number of columns, a
+    score that is no finite number, a file listed twice, a label that is not a class.
+    """
+    path = Path(path)
+    with open(path, newline="", encoding="utf-8") as handle:
+        try:
+            rows = [(number, row) for number, row in enumerate(csv.reader(handle), start=1) if row]
+        except UnicodeDecodeError as error:
+            raise not_utf8_error(path, error) from None
+    if not rows or rows[0][1][0] != "filename":
+        raise ValueError(f"{path}, line 1: expected a header filename[,label],CLASS,... (a clip score table)")
+    header = rows[0][1]
+    first = 2 if len(header) > 1 and header[1] == LABEL_COLUMN else 1
+    classes = header[first:]
+    if not classes:
+        raise ValueError(f"{path}, line 1: no score column in the header {header}")
+    scores: dict[str, np.ndarray] = {}
+    labels: dict[str, str] = {}
+    for number, row in rows[1:]:
+        where = f"{path}, line {number}"
+        if len(row) != len(header):
+            raise ValueError(f"{where}: expected {len(header)} comma-separated columns {header}, got {row!r}")
+        filename = row[0]
+        if not filename or filename in scores:
+            raise ValueError(f"{where}: " + (f"{filename} is listed twice" if filename else "empty filename"))
+        try:
+            values = np.array([float(value) for value in row[first:]])
+        except ValueError:
+            raise ValueError(f"{where}: scores are not numbers: {row!r}") from None
+        if not np.all(np.isfinite(values)):
+            raise ValueError(f"{where}: NaN or infinite score: {row!r}")
+        if first == 2:
+            if row[1] not in classes:
+                raise ValueError(f"{where}: label {row[1]!r} is none of the classes {classes}")
+            labels[filename] = row[1]
+        scores[filename] = values
+    return ClipScores(classes, scores, labels)
+
+
+def write_tags_tsv(path: Union[str, Path], tags: Mapping[str, Sequence[str]]) -> None:
+    """Write ``{filename: [class, ...]}`` as DCASE weak labels: ``filename<TAB>event_labels``.
+
+    Labels are comma-separated (sorted); a file without tags is listed with an empty field,
+    so that it reads back as a file without any class, not as a missing file.
+    """
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
+        writer.writerow(WEAK_HEADER)
+        for filename in sorted(tags):
+            names = sorted(tags[filename])
+            if any("," in name for name in names):
+                raise ValueError(f"{filename}: a class with a comma cannot be written as a weak label: {names}")
+            writer.writerow([filename, ",".join(names)])
+
+
+# ---- embeddings -------------------------------------------------------------------------------
+#: the formats of :func:`write_embeddings`: one tensor per key, or one matrix plus a file of keys
+EMBEDDING_SUFFIXES = (".safetensors", ".npy")
+
+
+def embedding_keys_path(path: Union[str, Path]) -> Path:
+    """The keys file (one key per line, in the matrix's row order) of an ``.npy`` embedding matrix."""
+    return Path(path).with_suffix(".txt")
+
+
+def write_embeddings(path: Union[str, Path], embeddings: Mapping[str, np.ndarray]) -> list[Path]:
+    """Write ``{key: (dimension,)}`` embeddings; return the files written.
+
+    ``.safetensors``: one float32 tensor per key (safetensors reads them without unpickling
+    anything); ``.npy``: a ``(keys, dimension)`` float32 matrix, its keys one per line in
+    :func:`embedding_keys_path` (NumPy-only consumers need no other library).
+    """
+    path = Path(path)
+    if path.suffix not in EMBEDDING_SUFFIXES:
+        raise ValueError(f"{path}: embeddings are written to {' or '.join(EMBEDDING_SUFFIXES)} files")
+    if not embeddings:
+        raise ValueError(f"{path}: no embedding to write")
+    arrays = {str(key): np.ascontiguousarray(value, dtype=np.float32) for key, value in embeddings.items()}
+    dimensions = {array.shape for array in arrays.values()}
+    if len(dimensions) != 1 or len(next(iter(dimensions))) != 1:
+        raise ValueError(f"{path}: embeddings must be vectors of one size, got shapes {sorted(dimensions)}")
+    bad = [key for key in arrays if not key or any(character in key for character in "\r\n")]
+    if bad:
+        raise ValueError(f"{path}: an embedding key must be one non-empty line, got {bad[0]!r}")
+    if path.suffix == ".safetensors":
+        from safetensors.numpy import save_file
+
+        save_file(arrays, str(path))
+        return [path]
+    keys = sorted(arrays)
+    np.save(path, np.stack([arrays[key] for key in keys]))
+    embedding_keys_path(path).write_text("".join(f"{key}\n" for key in keys), encoding="utf-8")
+    return [path, embedding_keys_path(path)]
+
+
+def read_embeddings(path: Union[str, Path]) -> dict[str, np.ndarray]:
+    """``{key: (dimension,) float32}`` from a file of :func:`write_embeddings` (either format).
+
+    ``ValueError`` naming the file when it is not such a file (a keys file of another
+    length than the matrix, a key listed twice, no vectors).
+    """
+    path = Path(path)
+    if path.suffix not in EMBEDDING_SUFFIXES:
+        raise ValueError(f"{path}: expected embeddings in a {' or '.join(EMBEDDING_SUFFIXES)} file")
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.numpy import load_file
+
+        try:
+            arrays = load_file(str(path))
+        except Exception as error:  # safetensors' own error type, whatever its version
+            raise ValueError(f"{path}: not a safetensors file ({_one_line(error)})") from None
+        embeddings = {key: np.asarray(value, dtype=np.float32) for key, value in sorted(arrays.items())}
+    else:
+        try:
+            matrix = np.load(path, allow_pickle=False)
+        except ValueError as error:
+            raise ValueError(f"{path}: not a .npy matrix of embeddings ({_one_line(error)})") from None
+        keys_path = embedding_keys_path(path)
+        if not keys_path.is_file():
+            raise FileNotFoundError(f"{path}: its keys file {keys_path} (one key per row) is missing")
+        keys = keys_path.read_text(encoding="utf-8").splitlines()
+        if matrix.ndim != 2 or len(keys) != len(matrix):
+            raise ValueError(f"{path}: a matrix of shape {matrix.shape} for the {len(keys)} keys of {keys_path}")
+        repeated = sorted({key for key in keys if keys.count(key) > 1})
+        if repeated:
+            raise ValueError(f"{keys_path}, line {keys.index(repeated[0]) + 1}: key {repeated[0]!r} is listed twice")
+        embeddings = {key: row.astype(np.float32) for key, row in zip(keys, matrix)}
+    shapes = {value.shape for value in embeddings.values()}
+    if len(shapes) > 1 or any(len(shape) != 1 for shape in shapes):
+        raise ValueError(f"{path}: embeddings must be vectors of one size, got shapes {sorted(shapes)}")
+    return embeddings
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())

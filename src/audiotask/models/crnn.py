@@ -1,4 +1,4 @@
-"""CRNN: log-mel, convolution blocks, bidirectional GRU; frame or chunk (attention) output."""
+"""CRNN: log-mel, convolution blocks, bidirectional GRU; frame, chunk (attention) or embedding output."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 
 from audiotask.core.model import Model
-from audiotask.core.specifications import Resolution
+from audiotask.core.specifications import Problem, Resolution
 from audiotask.models.features import LogMel
 
 
@@ -51,8 +51,33 @@ class ClipPooling(nn.Module):
         return torch.logit(probability.clamp(1e-6, 1.0 - 1e-6))
 
 
+def statistics_pooling(features: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """(batch, frames, features) -> (batch, 2 * features): the mean and standard deviation over frames.
+
+    The standard deviation is the population one (a chunk of one frame gives 0, not NaN),
+    kept off 0 by ``eps`` so that its gradient stays finite.
+    """
+    mean = features.mean(dim=1)
+    variance = (features - mean.unsqueeze(1)).pow(2).mean(dim=1)
+    return torch.cat([mean, torch.sqrt(variance + eps)], dim=1)
+
+
+class StatisticsEmbedding(nn.Module):
+    """(batch, frames, features) -> (batch, dimension): statistics pooling, then a linear layer
+    (x-vector style). The embedding is not normalised: the loss and the scoring do it."""
+
+    def __init__(self, in_features: int, dimension: int):
+        super().__init__()
+        self.embedding = nn.Linear(2 * in_features, dimension)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.embedding(statistics_pooling(features))
+
+
 class CRNN(Model):
-    """Convolutional recurrent network for sound event detection and voice activity detection.
+    """Convolutional recurrent network for sound event detection, voice activity detection and
+    speaker embeddings (REPRESENTATION: the GRU output's statistics pooled, then projected to
+    the specifications' ``num_outputs``, the embedding dimension).
 
     Parameters
     ----------
@@ -102,7 +127,11 @@ class CRNN(Model):
 
     def build(self) -> None:
         num_outputs = self.specifications.num_outputs
-        if self.specifications.resolution is Resolution.CHUNK:
+        if self.specifications.problem is Problem.REPRESENTATION:
+            if self.specifications.resolution is not Resolution.CHUNK:
+                raise ValueError(f"{type(self).__name__}: embeddings (REPRESENTATION) are one per chunk: CHUNK resolution only.")
+            self.head = StatisticsEmbedding(self.embedding_size, num_outputs)
+        elif self.specifications.resolution is Resolution.CHUNK:
             self.head = AttentionPooling(self.embedding_size, num_outputs)
         else:
             self.head = nn.Linear(self.embedding_size, num_outputs)
@@ -136,5 +165,6 @@ class CRNN(Model):
         return logits, self.clip_head(output, logits)
 
     def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
-        """(batch, channels, samples) -> logits (batch, frames, classes) or (batch, classes)."""
+        """(batch, channels, samples) -> logits (batch, frames, classes) or (batch, classes), or
+        embeddings (batch, dimension) for REPRESENTATION."""
         return self.forward_spectrogram(self.spectrogram(waveforms))

@@ -6,13 +6,14 @@ import torch
 import torch.nn as nn
 
 from audiotask.core.model import Model
-from audiotask.core.specifications import Resolution
+from audiotask.core.specifications import Problem, Resolution
 
 
 class Debug(Model):
     """Strided convolution on the waveform, a small LSTM, a linear head.
 
-    Output frames hop by ``frame_hop`` samples; CHUNK output averages the frames.
+    Output frames hop by ``frame_hop`` samples; CHUNK output averages the frames. A
+    REPRESENTATION (CHUNK only) is that average too: a (batch, dimension) embedding.
     """
 
     def __init__(self, sample_rate: int = 16000, num_channels: int = 1, frame_hop: int = 256, hidden_size: int = 16, task=None):
@@ -23,6 +24,9 @@ class Debug(Model):
         self.hidden_size = hidden_size
 
     def build(self) -> None:
+        specifications = self.specifications
+        if specifications.problem is Problem.REPRESENTATION and specifications.resolution is not Resolution.CHUNK:
+            raise ValueError(f"{type(self).__name__}: embeddings (REPRESENTATION) are one per chunk: CHUNK resolution only.")
         self.head = nn.Linear(self.hidden_size, self.specifications.num_outputs)
 
     def forward(self, waveforms: torch.Tensor) -> torch.Tensor:

@@ -130,7 +130,7 @@ TASKS: tuple[TaskEntry, ...] = (
         "audiotask.tasks.speaker_embedding:SpeakerEmbedding",
         "one vector per speech chunk, close for one speaker and far apart for two (verification)",
         aliases=("embedding",),
-        options=("speakers_per_batch", "margin", "scale"),
+        options=("speakers_per_batch", "dimension", "margin", "scale"),
     ),
 )
 

@@ -1,0 +1,222 @@
+"""What ``audiotask apply`` computes for each file, and writes, for each kind of model.
+
+The kind is the task a model was trained for (its ``specifications.extra["task"]``): one
+class here per kind, each with ``process(path)`` (one file's result; raises one of
+``apply.FILE_ERRORS`` for a file it cannot process) and ``write(output, results)`` (every
+file's result at once; returns the lines that say what was written). Models of the
+detection tasks carry no task name: they get :class:`EventOutputs`, apply's original outputs.
+
+Only light modules at the top level (see ``cli/main.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+from audiotask.cli.common import CommandError
+from audiotask.protocols.uris import uri_of
+
+
+class Outputs:
+    """Base of the outputs of one kind of model.
+
+    Parameters
+    ----------
+    args : apply's parsed arguments
+    inference : audiotask.inference.inference.Inference
+        The model, ready to slide over files.
+    postprocessing : keywords of ``scores_to_events`` (:class:`EventOutputs` only)
+    """
+
+    #: ``specifications.extra["task"]`` of the models these outputs are for
+    task: Optional[str] = None
+
+    def __init__(self, args: argparse.Namespace, inference, postprocessing: Mapping[str, Any]):
+        self.args = args
+        self.inference = inference
+        self.postprocessing = dict(postprocessing)
+
+    @classmethod
+    def default_step(cls, specifications) -> Optional[float]:
+        """Hop between windows (seconds) without --step; None: ``Inference``'s default."""
+        return None
+
+    def process(self, path: Path) -> Any:
+        raise NotImplementedError
+
+    def write(self, output: Path, results: Mapping[str, Any]) -> list[str]:
+        """Write ``{filename: process's result}`` under ``output``; the lines naming what was written."""
+        raise NotImplementedError
+
+
+class EventOutputs(Outputs):
+    """Frame scores (sed_scores_eval TSV, one per file) and detected events (DCASE TSV or RTTM)."""
+
+    def process(self, path: Path):
+        """``(scores DataFrame, events)`` of one file (see ``apply.apply_to_file``)."""
+        from audiotask.cli.apply import apply_to_file
+
+        return apply_to_file(self.inference, path, self.postprocessing)
+
+    def write(self, output: Path, results: Mapping[str, Any]) -> list[str]:
+        from audiotask.inference.formats import write_events_tsv, write_rttm, write_scores
+        from audiotask.inference.postprocessing import events_to_annotation
+
+        scores = {name: result[0] for name, result in results.items()}
+        events = {name: result[1] for name, result in results.items()}
+        write_scores(output / "scores", scores)
+        if self.args.format == "rttm":
+            detections = output / "detections.rttm"
+            write_rttm(detections, [events_to_annotation(file_events, uri_of(name))
+                                    for name, file_events in events.items()])
+        else:
+            detections = output / "detections.tsv"
+            write_events_tsv(detections, events)
+        return [f"{sum(map(len, events.values()))} events in {len(scores)} files",
+                f"scores:     {output / 'scores'}", f"detections: {detections}"]
+
+
+class ClassificationOutputs(Outputs):
+    """predictions.csv: filename, label (the class of highest score), one score column per class."""
+
+    task = "audio-classification"
+
+    def process(self, path: Path):
+        from audiotask.inference.clips import clip_scores
+
+        return clip_scores(self.inference, str(path))
+
+    def write(self, output: Path, results: Mapping[str, Any]) -> list[str]:
+        from audiotask.inference.formats import write_clip_scores
+
+        classes = self.inference.specifications.classes
+        labels = {name: classes[int(scores.argmax())] for name, scores in results.items()}
+        path = output / "predictions.csv"
+        write_clip_scores(path, results, classes, labels=labels)
+        return [f"{len(results)} files classified", f"predictions: {path}"]
+
+
+class TaggingOutputs(Outputs):
+    """scores.csv (filename, one score column per class) and tags.tsv (DCASE weak labels: the
+    classes scored at or above --onset)."""
+
+    task = "audio-tagging"
+
+    def process(self, path: Path):
+        from audiotask.inference.clips import clip_scores
+
+        return clip_scores(self.inference, str(path))
+
+    def write(self, output: Path, results: Mapping[str, Any]) -> list[str]:
+        from audiotask.inference.formats import write_clip_scores, write_tags_tsv
+
+        classes = self.inference.specifications.classes
+        onset = self.postprocessing["onset"]
+        tags = {name: [label for label, score in zip(classes, scores) if score >= onset]
+                for name, scores in results.items()}
+        write_clip_scores(output / "scores.csv", results, classes)
+        write_tags_tsv(output / "tags.tsv", tags)
+        return [f"{sum(map(len, tags.values()))} tags in {len(results)} files (scores >= {onset})",
+                f"scores: {output / 'scores.csv'}", f"tags:   {output / 'tags.tsv'}"]
+
+
+class SNROutputs(Outputs):
+    """snr/URI.tsv (onset, offset, snr in dB, one row per frame, speech or not) and snr.csv
+    (filename, the file's mean SNR in dB, its frames weighted by their duration)."""
+
+    task = "snr-estimation"
+
+    def process(self, path: Path):
+        from audiotask.inference.formats import scores_to_dataframe
+
+        end = self.inference.model.audio.get_duration(str(path))
+        return scores_to_dataframe(self.inference(str(path)), end=end)
+
+    def write(self, output: Path, results: Mapping[str, Any]) -> list[str]:
+        import numpy as np
+
+        from audiotask.inference.formats import write_clip_scores, write_scores
+
+        column = results[next(iter(results))].columns[2]  # the model's one output ("snr")
+        means = {name: [np.average(frames[column], weights=frames["offset"] - frames["onset"])]
+                 for name, frames in results.items()}
+        write_scores(output / "snr", results)
+        write_clip_scores(output / "snr.csv", means, [column], decimals=3)
+        return [f"SNR of {len(results)} files, frame by frame",
+                f"frames:  {output / 'snr'}", f"summary: {output / 'snr.csv'}"]
+
+
+class EmbeddingOutputs(Outputs):
+    """One embedding per file (key: its uri), or per segment of --segments (key:
+    ``uri/start-end``, seconds at 3 decimals), in embeddings.safetensors or embeddings.npy
+    plus embeddings.txt (the keys of its rows)."""
+
+    task = "speaker-embedding"
+
+    def __init__(self, args: argparse.Namespace, inference, postprocessing: Mapping[str, Any]):
+        super().__init__(args, inference, postprocessing)
+        self.segments = None if args.segments is None else read_segments(args.segments)
+
+    @classmethod
+    def default_step(cls, specifications) -> Optional[float]:
+        from audiotask.inference.embeddings import EMBEDDING_STEP
+
+        return EMBEDDING_STEP * specifications.duration
+
+    def process(self, path: Path) -> dict:
+        from audiotask.inference.embeddings import file_embedding, segment_embeddings
+
+        uri = uri_of(path.name)
+        if self.segments is None:
+            return {uri: file_embedding(self.inference, str(path))}
+        segments = self.segments.get(uri, [])
+        if not segments:
+            return {}
+        vectors = segment_embeddings(self.inference, str(path), segments)
+        return {segment_key(uri, start, end): vector for (start, end), vector in zip(segments, vectors)}
+
+    def write(self, output: Path, results: Mapping[str, Any]) -> list[str]:
+        from audiotask.inference.formats import write_embeddings
+
+        if self.segments is not None:
+            unsegmented = sorted(name for name, embeddings in results.items() if not embeddings)
+            if unsegmented:
+                print(f"audiotask apply: warning: {self.args.segments} has no segment of {len(unsegmented)} file(s), "
+                      f"which get no embedding: {', '.join(unsegmented)}", file=sys.stderr)
+        embeddings = {key: vector for file_embeddings in results.values() for key, vector in file_embeddings.items()}
+        if not embeddings:
+            raise CommandError(f"no segment of {self.args.segments} in any of the files: no embedding written")
+        written = write_embeddings(output / f"embeddings.{self.args.embedding_format}", embeddings)
+        unit = "segments" if self.segments is not None else "files"
+        return [f"{len(embeddings)} embeddings of {unit}", *(f"embeddings: {path}" for path in written)]
+
+
+def segment_key(uri: str, start: float, end: float) -> str:
+    """Key of a segment's embedding: ``uri/start-end``, seconds at 3 decimals."""
+    return f"{uri}/{start:.3f}-{end:.3f}"
+
+
+def read_segments(path: Path) -> dict[str, list[tuple[float, float]]]:
+    """``{uri: [(start, end), ...]}`` of an RTTM file's turns (sorted; a segment of two
+    speakers once: an embedding is keyed by its segment)."""
+    from pyannote.database.util import load_rttm
+
+    from audiotask.protocols.dcase import not_utf8_error
+
+    try:
+        annotations = load_rttm(str(path))
+    except UnicodeDecodeError as error:
+        raise not_utf8_error(path, error) from None
+    segments = {}
+    for uri, annotation in annotations.items():
+        keys = {segment_key(uri, segment.start, segment.end): (segment.start, segment.end)
+                for segment, _ in annotation.itertracks()}
+        segments[uri] = sorted(keys.values())
+    return segments
+
+
+#: task name -> outputs; any other model (no task name: the detection tasks) gets EventOutputs
+OUTPUTS = {outputs.task: outputs for outputs in (ClassificationOutputs, TaggingOutputs, SNROutputs, EmbeddingOutputs)}
