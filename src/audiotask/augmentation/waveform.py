@@ -80,11 +80,35 @@ def mix_at_snr(signal: Tensor, noise: Tensor, snr_db: float | Tensor) -> Tensor:
     # float64 powers: a float32 mean over a minute of audio drifts by more than the 1e-3 dB asked
     signal_power = signal.double().pow(2).mean(dim=(1, 2))
     noise_power = noise.double().pow(2).mean(dim=(1, 2))
+    scale = snr_gains(signal_power, noise_power, snr_db)
+    return signal + (scale.to(signal.dtype)[:, None, None] * noise.to(signal.dtype))
+
+
+def snr_gains(signal_power: Tensor, noise_power: Tensor, snr_db: float | Tensor) -> Tensor:
+    """``(batch,)`` amplitude gains that bring noises of mean power ``noise_power`` to
+    ``snr_db`` below signals of mean power ``signal_power`` (float64 powers, ``(batch,)``).
+
+    A silent signal gets the noise at RMS :data:`SILENT_EXAMPLE_NOISE_RMS`; a silent noise
+    gets gain 0 (nothing can bring it to any level).
+    """
+    snr_db = torch.as_tensor(snr_db, dtype=torch.float64, device=signal_power.device)
     wanted = torch.where(
         signal_power > 0, signal_power / 10.0 ** (snr_db / 10.0), torch.full_like(signal_power, SILENT_EXAMPLE_NOISE_RMS**2)
     )
-    scale = torch.where(noise_power > 0, torch.sqrt(wanted / noise_power.clamp(min=1e-300)), 0.0)
-    return signal + (scale.to(signal.dtype)[:, None, None] * noise.to(signal.dtype))
+    return torch.where(noise_power > 0, torch.sqrt(wanted / noise_power.clamp(min=1e-300)), 0.0)
+
+
+def crop_or_loop(recordings: Sequence[np.ndarray], which: Sequence[int], position: Sequence[float], samples: int) -> np.ndarray:
+    """``(count, samples)`` float32 crops: from ``recordings[which[k]]``, starting at fraction
+    ``position[k]`` (in [0, 1)) of the starts that fit; a recording shorter than ``samples``
+    is looped from a start at that fraction of its length."""
+    crops = np.empty((len(which), samples), dtype=np.float32)
+    for row, (index, where) in enumerate(zip(np.asarray(which).tolist(), np.asarray(position).tolist())):
+        recording = recordings[index]
+        length = len(recording)
+        start = int(where * (length - samples + 1)) if length >= samples else int(where * length)
+        crops[row] = recording[(start + np.arange(samples)) % length]
+    return crops
 
 
 def _background_paths(paths: Sequence[str | Path] | str | Path) -> list[Path]:
@@ -145,17 +169,6 @@ class BackgroundMixer:
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
 
-    def _crops(self, choice: Tensor, position: Tensor, samples: int) -> np.ndarray:
-        """``(batch, samples)``: from background ``choice[b]``, starting at a fraction ``position[b]``."""
-        crops = np.empty((len(choice), samples), dtype=np.float32)
-        for row, (index, where) in enumerate(zip(choice.tolist(), position.tolist())):
-            background = self.backgrounds[index]
-            length = len(background)
-            # a longer background is cropped; a shorter one is tiled from a random offset
-            start = int(where * (length - samples + 1)) if length >= samples else int(where * length)
-            crops[row] = background[(start + np.arange(samples)) % length]
-        return crops
-
     def __call__(self, waveforms: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
         """``(batch, channels, samples)`` -> same shape, some examples with a background added.
 
@@ -170,6 +183,6 @@ class BackgroundMixer:
         snr_db = uniform((batch,), *self.snr_range, generator=generator)
         if not bool(applied.any()) or samples == 0:
             return waveforms
-        noise = torch.from_numpy(self._crops(choice, position, samples)).to(waveforms)[:, None, :]
+        noise = torch.from_numpy(crop_or_loop(self.backgrounds, choice.cpu(), position.cpu(), samples)).to(waveforms)[:, None, :]
         mixed = mix_at_snr(waveforms, noise, snr_db.to(waveforms.device))
         return torch.where(applied.to(waveforms.device)[:, None, None], mixed, waveforms)

@@ -564,6 +564,11 @@ class AnnotatedTask(Task):
         fly); ``key`` (seed, rank, stream, epoch, batch index) makes them reproducible."""
         return batch
 
+    def extend_validation_batch(self, batch: dict, indices: np.ndarray) -> dict:
+        """The validation batch of chunks ``indices`` (rows of :meth:`validation_chunks`) as the
+        task validates on it (e.g. mixed with noise, the same way at every validation)."""
+        return batch
+
     def train__iter__(self):
         """Training samples one at a time (the rows of :meth:`train_batches`)."""
         for batch in self.train_batches():

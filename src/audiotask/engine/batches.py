@@ -72,6 +72,7 @@ class ValidationBatches(Dataset):
         if not len(rows):
             raise IndexError(index)
         batch = self.task.make_batch("development", rows[:, 0].astype(np.int64), rows[:, 1], self.task.duration)
+        batch = self.task.extend_validation_batch(batch, np.arange(first, first + len(rows)))
         if getattr(self.task, "validation_indices", False):
             # which chunks these are: under DDP each rank validates a share of the batches
             batch["index"] = torch.arange(first, first + len(rows))

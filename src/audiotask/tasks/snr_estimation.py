@@ -39,13 +39,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from audiotask.augmentation.waveform import SILENT_EXAMPLE_NOISE_RMS
+from audiotask.augmentation.waveform import crop_or_loop, snr_gains
 from audiotask.core import objectives
 from audiotask.core.audio import Audio, audio_path, decode_mono
 from audiotask.core.frames import seconds_to_samples
 from audiotask.core.specifications import Problem, Resolution
 from audiotask.engine.annotated_task import AnnotatedTask
-from audiotask.engine.batches import ValidationBatches
 from audiotask.engine.builders import ChunkSegments, FrameClasses, TargetBuilder
 from audiotask.protocols.files import has_subset
 from audiotask.protocols.uris import has_audio_extension
@@ -101,10 +100,8 @@ def noise_gains(
     over = np.where(has_reference[:, None], mask, True)
     count = np.maximum(over.sum(axis=1), 1)
     reference, against = (speech_power * over).sum(axis=1) / count, (noise_power * over).sum(axis=1) / count
-    wanted = np.where(reference > 0, reference / 10.0 ** (np.asarray(snr_db, dtype=np.float64) / 10.0),
-                      SILENT_EXAMPLE_NOISE_RMS**2)
-    gains = np.where(against > 0, np.sqrt(wanted / np.where(against > 0, against, 1.0)), 0.0)
-    return gains, has_reference & (against > 0)
+    gains = snr_gains(torch.from_numpy(reference), torch.from_numpy(against), torch.from_numpy(np.asarray(snr_db, dtype=np.float64)))
+    return gains.numpy(), has_reference & (against > 0)
 
 
 @dataclass
@@ -224,16 +221,7 @@ class NoiseBank:
     def crops(self, which: np.ndarray, position: np.ndarray, num_samples: int) -> np.ndarray:
         """(count, num_samples) float32: from recording ``which[k]``, starting at fraction ``position[k]``
         of the starts that fit (a recording shorter than a chunk is looped from there)."""
-        crops = np.empty((len(which), num_samples), dtype=np.float32)
-        for row, (index, where) in enumerate(zip(np.asarray(which).tolist(), np.asarray(position).tolist())):
-            recording = self.recordings[index]
-            length = len(recording)
-            if length >= num_samples:
-                start = int(where * (length - num_samples + 1))
-                crops[row] = recording[start : start + num_samples]
-            else:
-                crops[row] = np.take(recording, int(where * length) + np.arange(num_samples), mode="wrap")
-        return crops
+        return crop_or_loop(self.recordings, which, position, num_samples)
 
 
 # ---- the task's parts --------------------------------------------------------------------
@@ -253,16 +241,6 @@ class SpeechSamples(TargetBuilder):
         for row, begin, end in zip(chunk.tolist(), first.tolist(), last.tolist()):
             speech[row, begin:end] = True  # a few segments per chunk: slices beat a difference array
         return {self.key: speech}
-
-
-class MixedValidationBatches(ValidationBatches):
-    """Validation batches of development chunks mixed with noise, chunk ``i`` always the same
-    way (see :meth:`SNREstimation.validation_mixtures`)."""
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        batch = super().__getitem__(index)
-        first = index * self.task.batch_size
-        return self.task.validation_mixtures(batch, np.arange(first, first + len(batch["X"])))
 
 
 def _check_snr_range(snr_range) -> tuple[float, float]:
@@ -404,12 +382,9 @@ class SNREstimation(AnnotatedTask):
             for i in np.asarray(indices).tolist()
         ])
 
-    def validation_mixtures(self, batch: dict, indices: np.ndarray) -> dict:
+    def extend_validation_batch(self, batch: dict, indices: np.ndarray) -> dict:
         """A batch of clean development chunks (``indices``) mixed with validation noise."""
         return self.mix(batch, self.noise_banks()[1], self.validation_draws(indices))
-
-    def val_dataloader(self):
-        return self._batch_loader(MixedValidationBatches(self, self._validation_chunks))
 
     # ---- loss and metric --------------------------------------------------------------------
     def compute_loss(self, y_pred: torch.Tensor, y: torch.Tensor, duration: Optional[float] = None, *,
