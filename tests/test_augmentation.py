@@ -335,7 +335,7 @@ def test_background_mixer_names_the_file_it_cannot_use(tmp_path):
     with pytest.raises(ValueError, match="nan.wav: 1 of 3 samples are NaN"):
         BackgroundMixer([broken], sample_rate=16000)
     (tmp_path / "no_audio").mkdir()
-    with pytest.raises(ValueError, match="no_audio: no audio file below it"):
+    with pytest.raises(ValueError, match="no_audio holds no audio file"):
         BackgroundMixer(tmp_path / "no_audio", sample_rate=16000)
 
 

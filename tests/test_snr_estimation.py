@@ -186,11 +186,11 @@ def test_a_noise_shorter_than_the_chunk_is_looped_and_a_longer_one_cropped():
 def test_bad_inputs_are_clear_errors_naming_the_folder_or_file(data, tmp_path):
     _, yml, noise = data
     protocol = speech_protocol(yml)
-    with pytest.raises(ValueError, match=f"noise folder {tmp_path / 'missing'} does not exist"):
+    with pytest.raises(ValueError, match=f"noise: {tmp_path / 'missing'} is not a folder"):
         SNREstimation(protocol, tmp_path / "missing")
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "notes.txt").write_text("no audio here")
-    with pytest.raises(ValueError, match=f"noise folder {tmp_path / 'empty'} holds no audio file"):
+    with pytest.raises(ValueError, match=f"noise: {tmp_path / 'empty'} holds no audio file"):
         SNREstimation(protocol, tmp_path / "empty")
     with pytest.raises(ValueError, match="low <= high"):
         SNREstimation(protocol, noise, snr_range=(20.0, -5.0))

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from audiotask.core.audio import decode_mono
-from audiotask.protocols.uris import has_audio_extension
+from audiotask.protocols.uris import audio_files_in_folder
 
 from .draws import integers, uniform
 from .spectral import _check_range
@@ -113,13 +113,7 @@ def crop_or_loop(recordings: Sequence[np.ndarray], which: Sequence[int], positio
 
 def _background_paths(paths: Sequence[str | Path] | str | Path) -> list[Path]:
     if isinstance(paths, (str, Path)):
-        folder = Path(paths)
-        if not folder.is_dir():
-            raise ValueError(f"BackgroundMixer: {folder}: not a folder (give a sequence of paths for files).")
-        found = sorted(p for p in folder.rglob("*") if p.is_file() and has_audio_extension(p.name))
-        if not found:
-            raise ValueError(f"BackgroundMixer: {folder}: no audio file below it.")
-        return found
+        return audio_files_in_folder(paths, "BackgroundMixer: backgrounds")
     found = [Path(p) for p in paths]
     if not found:
         raise ValueError("BackgroundMixer: no background file given.")

@@ -28,7 +28,7 @@ import numpy as np
 from audiotask.core.audio import AudioError, decode_mono
 from audiotask.core.frames import Frames, seconds_to_samples
 from audiotask.engine.targets import frame_targets_batch
-from audiotask.protocols.uris import has_audio_extension
+from audiotask.protocols.uris import audio_files_below, has_audio_extension
 
 Event = tuple[float, float, int]  # (onset s, offset s, class index)
 
@@ -156,10 +156,6 @@ def trim_bounds(samples: np.ndarray, sample_rate: int, trim_db: float) -> Option
     return low + int(loud[0]), low + int(loud[-1]) + 1
 
 
-def _audio_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and has_audio_extension(p.name))
-
-
 def _pack(arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(all samples, start of each, length of each): one buffer pickles and forks cheaper than thousands."""
     lengths = np.array([len(a) for a in arrays], dtype=np.int64)
@@ -242,7 +238,7 @@ class SoundscapeMixer:
             if not folder.is_dir():
                 per_class.append(0)
                 continue
-            files = _audio_files(folder)
+            files = audio_files_below(folder)
             if not files:
                 raise ValueError(f"DynamicMixing: class folder {folder} holds no audio clip.")
             for path in files:
@@ -262,7 +258,7 @@ class SoundscapeMixer:
         if folder is not None:
             if not folder.is_dir():
                 raise ValueError(f"DynamicMixing: backgrounds folder {folder} does not exist.")
-            files = _audio_files(folder)
+            files = audio_files_below(folder)
             if not files:
                 raise ValueError(f"DynamicMixing: backgrounds folder {folder} holds no audio file.")
             for path in files:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Iterable, Optional, Union
 
 from audiotask.protocols.dcase import WeakLabels, not_utf8_error, read_dcase_weak_tsv
-from audiotask.protocols.uris import has_audio_extension, uri_of
+from audiotask.protocols.uris import audio_files_below, uri_of
 
 __all__ = [
     "FILENAME_COLUMNS", "LABEL_COLUMNS", "ClipLabels", "ClipRow", "ClipLoader",
@@ -201,12 +201,11 @@ def audio_files(folder: PathLike) -> dict[str, Path]:
     if not folder.is_dir():
         raise ValueError(f"no audio folder {folder}")
     found: dict[str, Path] = {}
-    for path in sorted(folder.rglob("*")):
-        if has_audio_extension(path.name) and path.is_file():
-            uri = uri_of(path.name)
-            if uri in found:
-                raise ValueError(f"two audio files in {folder} name the clip {uri!r}: {found[uri]} and {path}")
-            found[uri] = path
+    for path in audio_files_below(folder):
+        uri = uri_of(path.name)
+        if uri in found:
+            raise ValueError(f"two audio files in {folder} name the clip {uri!r}: {found[uri]} and {path}")
+        found[uri] = path
     return found
 
 

@@ -31,6 +31,23 @@ def has_audio_extension(filename: str) -> bool:
     return filename.lower().endswith(AUDIO_EXTENSIONS)
 
 
+def audio_files_below(folder: str | Path) -> list[Path]:
+    """The files with an audio extension in ``folder`` and its sub-folders, sorted."""
+    return sorted(path for path in Path(folder).rglob("*") if path.is_file() and has_audio_extension(path.name))
+
+
+def audio_files_in_folder(folder: str | Path, owner: str) -> list[Path]:
+    """:func:`audio_files_below` ``folder``; ValueError, said by ``owner``, when it is no
+    folder or holds no audio file."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"{owner}: {folder} is not a folder.")
+    found = audio_files_below(folder)
+    if not found:
+        raise ValueError(f"{owner}: {folder} holds no audio file.")
+    return found
+
+
 def uri_of(filename: str) -> str:
     """``uri`` of ``filename``: its base name, less its extension when that is an audio one.
 

@@ -47,7 +47,7 @@ from audiotask.core.specifications import Problem, Resolution
 from audiotask.engine.annotated_task import AnnotatedTask
 from audiotask.engine.builders import ChunkSegments, FrameClasses, TargetBuilder
 from audiotask.protocols.files import has_subset
-from audiotask.protocols.uris import has_audio_extension
+from audiotask.protocols.uris import audio_files_in_folder
 
 if TYPE_CHECKING:
     from pyannote.database import Protocol
@@ -168,13 +168,7 @@ def mix_speech(speech: np.ndarray, speech_samples: np.ndarray, noise: np.ndarray
 # ---- noise recordings --------------------------------------------------------------------
 def noise_files(folder: Union[str, Path]) -> list[Path]:
     """The audio files below ``folder`` (by extension), sorted; ValueError naming it when there is none."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ValueError(f"SNREstimation: noise folder {folder} does not exist.")
-    paths = sorted(path for path in folder.rglob("*") if path.is_file() and has_audio_extension(path.name))
-    if not paths:
-        raise ValueError(f"SNREstimation: noise folder {folder} holds no audio file.")
-    return paths
+    return audio_files_in_folder(folder, "SNREstimation: noise")
 
 
 class NoiseBank:
