@@ -504,3 +504,17 @@ def test_train_fold_all_cross_validates_then_apply_and_evaluate_the_folds_model(
                  "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert sum(map(sum, report["confusion"])) == 8
+
+
+def test_clips_declares_a_labelled_clip_folder_that_trains_and_checks(tmp_path, capsys):
+    from audiotask.testing.clips import make_clip_dataset
+
+    audio, labels = make_clip_dataset(tmp_path / "data", classes=3, clips_per_class=4, folds=2, duration=1.0)
+    yml = tmp_path / "db" / "clips.yml"
+    assert main(["clips", str(audio), str(labels), "--output", str(yml), "--name", "Tiny"]) == 0
+    out = capsys.readouterr().out
+    assert "protocol: Tiny.Protocol.Clips" in out and "clips:    12, 3 labels, folds 1, 2" in out
+    assert main(["check", "--database", str(yml), "--protocol", "Tiny.Protocol.Clips", "--task", "classification",
+                 "--no-scan"]) == 0
+    assert main(["clips", str(tmp_path / "nowhere"), str(labels), "--output", str(yml)]) == 2
+    assert f"no such folder: {tmp_path / 'nowhere'}" in capsys.readouterr().err

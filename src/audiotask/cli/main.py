@@ -24,6 +24,7 @@ VERBS = {
     "tune": "audiotask.cli.tune",
     "demo": "audiotask.cli.demo",
     "check": "audiotask.cli.check",
+    "clips": "audiotask.cli.clips",
 }
 
 
