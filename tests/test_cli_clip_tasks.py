@@ -518,3 +518,19 @@ def test_clips_declares_a_labelled_clip_folder_that_trains_and_checks(tmp_path, 
                  "--no-scan"]) == 0
     assert main(["clips", str(tmp_path / "nowhere"), str(labels), "--output", str(yml)]) == 2
     assert f"no such folder: {tmp_path / 'nowhere'}" in capsys.readouterr().err
+
+
+def test_evaluate_fold_scores_the_clips_of_that_fold_only(tmp_path, capsys):
+    reference = tmp_path / "labels.csv"
+    reference.write_text("filename,label,fold\na.wav,dog,1\nb.wav,cat,1\nc.wav,dog,2\n")
+    predictions = tmp_path / "predictions.csv"
+    predictions.write_text("filename,label,cat,dog\na.wav,dog,0.1,0.9\nb.wav,dog,0.4,0.6\nc.wav,cat,0.8,0.2\n")
+    capsys.readouterr()
+    assert main(["evaluate", "--task", "classification", "--fold", "1", str(reference), str(predictions), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["accuracy"] == 0.5  # a right, b wrong; c (fold 2) left out
+    assert f"1 file(s) absent from fold 1 of {reference}" in captured.err and "c.wav" in captured.err
+    assert main(["evaluate", "--task", "classification", "--fold", "3", str(reference), str(predictions)]) == 2
+    assert "no clip of" in capsys.readouterr().err
+    assert main(["evaluate", "--task", "verification", "--fold", "1", "--trials", str(reference), str(predictions)]) == 2
+    assert "--fold does not apply" in capsys.readouterr().err

@@ -29,7 +29,8 @@ Audio tagging (--task tagging): REFERENCE is a DCASE weak-label TSV (filename, e
 or a clip CSV whose labels column holds comma-separated labels; PREDICTIONS is the
 scores.csv of `audiotask apply`. Mean average precision (mAP) and each class's AP.
 
-For both, every file of REFERENCE needs a prediction (one missing is an error naming it), a
+With --fold K, only the files of fold K of the clip CSV are evaluated (the validation fold of
+`audiotask train --fold K`). For both, every file of REFERENCE needs a prediction (one missing is an error naming it), a
 reference label must be one of the predictions' classes (an error otherwise), and a
 prediction for a file absent from REFERENCE is left out, with a warning naming it.
 
@@ -76,6 +77,7 @@ EVALUATION_OPTIONS = {
     "scores": ("--scores", ("sound-event-detection", "multi-label-segmentation")),
     "uem": ("--uem", ("voice-activity-detection", "overlapped-speech-detection")),
     "plot": ("--plot", ("audio-classification",)),
+    "fold": ("--fold", ("audio-classification", "audio-tagging")),
     "trials": ("--trials", ("speaker-embedding",)),
 }
 
@@ -99,6 +101,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--uem", type=Path, metavar="UEM", help="vad, osd: evaluated regions of each file (UEM)")
     parser.add_argument("--plot", type=Path, metavar="PNG",
                         help="classification: draw the confusion matrix into this file")
+    parser.add_argument("--fold", metavar="K", help="classification, tagging: evaluate the files of fold K of the "
+                        "reference clip CSV only (the fold `audiotask train --fold K` validated on)")
     parser.add_argument("--trials", type=Path, metavar="TRIALS",
                         help="verification: trial list, one 'KEY enrolment test' per line (KEY 1/0 or "
                         "target/nontarget; names as the embeddings' keys, with or without audio extension)")

@@ -27,17 +27,33 @@ def listed(names) -> str:
     return ", ".join(names[:NAMED]) + more
 
 
-def read_reference(path: Path) -> dict[str, tuple[str, tuple[str, ...]]]:
+def read_reference(path: Path, fold: str | None = None) -> dict[str, tuple[str, tuple[str, ...]]]:
     """``{uri: (name, labels)}`` of a clip CSV (``.csv``) or a DCASE weak-label TSV (any other
-    suffix); ``name`` is the file as the reference writes it (its uri for a TSV)."""
+    suffix); ``name`` is the file as the reference writes it (its uri for a TSV). With
+    ``fold``, the clips of that fold of the CSV only."""
     from audiotask.protocols.clips import read_clip_csv
     from audiotask.protocols.dcase import read_dcase_weak_tsv
 
     if not path.is_file():
         raise CommandError(f"no such file: {path}")
+    if fold is not None:
+        return clips_of_fold(path, read_clip_csv(path) if path.suffix.lower() == ".csv" else {}, fold.strip())
     if path.suffix.lower() == ".csv":
         return {uri: (row.filename, tuple(row.labels)) for uri, row in read_clip_csv(path).items()}
     return {uri: (uri, tuple(labels)) for uri, labels in read_dcase_weak_tsv(path).items()}
+
+
+def clips_of_fold(path: Path, rows: Mapping, fold: str) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """The clips of fold ``fold`` among ``rows`` of the clip CSV ``path``; ``CommandError``
+    when it has no fold column or no clip of that fold (naming the folds it has)."""
+    from audiotask.engine.folds import fold_order
+
+    folds = sorted({row.fold for row in rows.values() if row.fold}, key=fold_order)
+    if not folds:
+        raise CommandError(f"--fold {fold}: {path} has no fold column")
+    if fold not in folds:
+        raise CommandError(f"--fold {fold}: no clip of {path} is in fold {fold!r}; its folds are {', '.join(folds)}")
+    return {uri: (row.filename, tuple(row.labels)) for uri, row in rows.items() if row.fold == fold}
 
 
 def read_predictions(path: Path):
@@ -64,16 +80,17 @@ def matched_uris(args: argparse.Namespace, reference: Mapping, predicted: Mappin
     prediction is an error (any score for it would be made up); a prediction of a file the
     reference lacks is left out, with a warning naming it.
     """
+    source = f"{args.reference}" if getattr(args, "fold", None) is None else f"fold {args.fold} of {args.reference}"
     if not reference:
-        raise CommandError(f"{args.reference} lists no file")
+        raise CommandError(f"{source} lists no file")
     missing = [reference[uri][0] for uri in reference if uri not in predicted]
     if missing:
-        raise CommandError(f"{args.predictions} has no prediction for {len(missing)} file(s) of {args.reference}: "
+        raise CommandError(f"{args.predictions} has no prediction for {len(missing)} file(s) of {source}: "
                            f"{listed(missing)}")
     extra = sorted(name for uri, name in predicted.items() if uri not in reference)
     if extra:
         print(f"audiotask evaluate: warning: {args.predictions} has predictions for {len(extra)} file(s) absent "
-              f"from {args.reference}, not evaluated: {listed(extra)}", file=sys.stderr)
+              f"from {source}, not evaluated: {listed(extra)}", file=sys.stderr)
     return list(reference)
 
 
@@ -95,7 +112,7 @@ def evaluate_classification(args: argparse.Namespace) -> dict:
     ``--plot``: the confusion matrix drawn into a PNG."""
     from audiotask.metrics.classification import classification_report, plot_confusion
 
-    reference, (predictions, names) = read_reference(args.reference), read_predictions(args.predictions)
+    reference, (predictions, names) = read_reference(args.reference, args.fold), read_predictions(args.predictions)
     if not predictions.labels:
         raise CommandError(f"{args.predictions} has no label column: give the predictions.csv that `audiotask apply` "
                            "writes for a classifier (scores.csv is a tagger's: --task tagging)")
@@ -118,7 +135,7 @@ def evaluate_tagging(args: argparse.Namespace) -> dict:
 
     from audiotask.metrics.classification import average_precision_report
 
-    reference, (predictions, names) = read_reference(args.reference), read_predictions(args.predictions)
+    reference, (predictions, names) = read_reference(args.reference, args.fold), read_predictions(args.predictions)
     check_labels(args, reference, predictions.classes)
     uris = matched_uris(args, reference, names)
     targets = np.array([[name in reference[uri][1] for name in predictions.classes] for uri in uris], dtype=np.int64)
