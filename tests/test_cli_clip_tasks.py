@@ -460,7 +460,7 @@ def test_make_task_passes_the_new_tasks_their_options(monkeypatch, tmp_path, tas
      "--noise applies to --task snr only; --margin applies to --task embedding only, not to --task classification"),
     ("embedding", ["--fold", "all"], "--fold applies to --task classification, tagging only, not to --task embedding"),
     ("snr", [], "--task snr needs --noise"),
-    ("snr", ["--noise", "{folder}", "--snr-range", "20,0"], "--snr-range: expected LOW < HIGH, got '20,0'"),
+    ("snr", ["--noise", "{folder}", "--snr-range", "20,0"], "--snr-range: expected LOW <= HIGH, got '20,0'"),
     ("snr", ["--noise", "{folder}", "--snr-range", "loud"], "--snr-range: expected LOW,HIGH (two numbers), got 'loud'"),
     ("snr", ["--noise", "nowhere"], "--noise: nowhere is neither a folder of noise recordings nor a protocol name"),
 ])

@@ -253,3 +253,16 @@ def test_training_prints_no_advertisement_nor_accelerator_inventory(tmp_path, pr
     assert "GPU available" not in printed and "TPU available" not in printed and "\U0001f4a1" not in printed
     # nothing written into the current folder unasked
     assert not (tmp_path / "lightning_logs").exists()
+
+
+def test_a_model_left_in_eval_mode_still_trains_in_train_mode(tmp_path, protocol_yml):
+    class Modes(Callback):
+        seen = []
+
+        def on_train_batch_start(self, trainer, model, batch, batch_idx):
+            self.seen.append(model.training)
+
+    model = debug_model(protocol_yml, tmp_path / "cache")
+    model.eval()  # e.g. after scoring the untrained model
+    fit(model, tmp_path / "run", max_steps=2, progress=False, callbacks=[Modes()])
+    assert Modes.seen == [True, True]

@@ -375,6 +375,9 @@ def fit(model: Model, output: str | Path, *, ckpt_path: Optional[str | Path] = N
         warnings.filterwarnings("ignore", message=r"`training_step` returned `None`")
         if kept_metrics is not None and isinstance(trainer.logger, CSVLogger):
             continue_metrics_log(trainer.logger, *kept_metrics)
+        # Lightning (2.6) trains modules in the mode it finds them: a model scored in eval mode
+        # before (an untrained baseline) would train with frozen batch statistics, no dropout
+        model.train()
         trainer.fit(model, ckpt_path=None if ckpt_path is None else str(ckpt_path))
     latest = next(callback for callback in trainer.callbacks if isinstance(callback, LatestCheckpoint))
     if validation and checkpoint.best_model_path:

@@ -62,13 +62,14 @@ def parse_shares(text: str) -> dict[str, float]:
 
 
 def parse_range(text: str, flag: str) -> tuple[float, float]:
-    """``"0,20"`` -> ``(0.0, 20.0)``; ``CommandError`` unless two numbers, the first below the second."""
+    """``"0,20"`` -> ``(0.0, 20.0)``; ``CommandError`` unless two numbers, the first not above the
+    second (equal: one fixed value)."""
     try:
         low, high = (float(part) for part in text.split(","))
     except ValueError:
         raise CommandError(f"{flag}: expected LOW,HIGH (two numbers), got {text!r}") from None
-    if not low < high:
-        raise CommandError(f"{flag}: expected LOW < HIGH, got {text!r}")
+    if not low <= high:
+        raise CommandError(f"{flag}: expected LOW <= HIGH, got {text!r}")
     return low, high
 
 
