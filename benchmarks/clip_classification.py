@@ -108,7 +108,10 @@ def main(argv=None) -> int:
                         help="difficulty of the generated set (default: %(default)s; on easy, any model scores 100 %%)")
     parser.add_argument("--all-folds", action="store_true", help="5-fold cross-validation instead of fold 1 alone")
     parser.add_argument("--root", type=Path, default=HERE / ".data" / "clip-classification", help="work folder (git-ignored)")
+    parser.add_argument("--quick", action="store_true", help="60 steps (make bench --quick)")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.steps = 60
     import lightning.pytorch as pl
     import torch
 

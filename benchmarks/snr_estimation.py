@@ -117,7 +117,10 @@ def main(argv=None) -> int:
     parser.add_argument("--learning-rate", type=float, default=3e-3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--root", type=Path, default=HERE / ".data" / "snr-estimation", help="work folder (git-ignored)")
+    parser.add_argument("--quick", action="store_true", help="60 steps (make bench --quick)")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.steps = 60
     import lightning.pytorch as pl
     import torch
 
