@@ -72,7 +72,8 @@ MODEL_OPTIONS = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", type=Path, help="model folder (save_pretrained) or Lightning .ckpt")
+    parser.add_argument("model", type=Path, help="model folder (save_pretrained), Lightning .ckpt, or folder of "
+                        "`audiotask export` (run by onnxruntime)")
     parser.add_argument("audio", nargs="+", help="audio files, or folders searched recursively for the formats "
                         "soundfile decodes (wav, flac, ogg, mp3...)")
     parser.add_argument("--output", type=Path, required=True, metavar="DIR", help="output folder")
@@ -168,18 +169,20 @@ FILE_ERRORS = (ValueError, OSError, RuntimeError)
 
 
 def load_model(path: Path):
-    """``Model.from_pretrained(path)``; a ``ValueError`` naming the file when it cannot be loaded.
+    """``Model.from_pretrained(path)``, or an ``OnnxModel`` for a folder of ``audiotask export``;
+    a ``ValueError`` naming the file when it cannot be loaded.
 
     Not a ``CommandError``: ``audiotask --debug`` then shows where loading failed.
     """
     import pickle
 
-    from audiotask.core.model import MANIFEST, Model
+    from audiotask.core.model import MANIFEST
+    from audiotask.inference.inference import load_for_inference
 
     if not path.exists():
         raise CommandError(f"no such model: {path}")
     try:
-        return Model.from_pretrained(path)
+        return load_for_inference(path)
     except json.JSONDecodeError as error:  # its message names a line and column, not the file
         raise ValueError(f"{path / MANIFEST if path.is_dir() else path}: invalid JSON: {error}") from error
     except (ValueError, OSError, RuntimeError, KeyError, TypeError, pickle.UnpicklingError) as error:

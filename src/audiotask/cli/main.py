@@ -20,6 +20,7 @@ from audiotask.cli.common import CommandError, one_line
 VERBS = {
     "train": "audiotask.cli.train",
     "apply": "audiotask.cli.apply",
+    "export": "audiotask.cli.export",
     "evaluate": "audiotask.cli.evaluate",
     "tune": "audiotask.cli.tune",
     "demo": "audiotask.cli.demo",

@@ -46,14 +46,23 @@ def step_in_samples(step: float, *, sample_rate: int, hop_samples: Optional[int]
     return max(1, int(units)) * unit
 
 
+def load_for_inference(path: Union[str, Path]):
+    """The model saved at ``path``: an :class:`~audiotask.inference.onnx.OnnxModel` for an ONNX
+    export, else :meth:`Model.from_pretrained`'s."""
+    from audiotask.inference.onnx import OnnxModel, is_onnx_export
+
+    return OnnxModel(path) if is_onnx_export(path) else Model.from_pretrained(path)
+
+
 class Inference:
     """Apply a model to whole files with a sliding window.
 
     Parameters
     ----------
-    model : Model, or str / Path
-        A model with specifications, or a folder / ``.ckpt`` for :meth:`Model.from_pretrained`.
-        The model is put in eval mode.
+    model : Model, OnnxModel, or str / Path
+        A model with specifications, or a folder / ``.ckpt`` for :meth:`Model.from_pretrained`,
+        or a folder written by ``audiotask export`` (run by onnxruntime, see
+        :class:`~audiotask.inference.onnx.OnnxModel`). The model is put in eval mode.
     step : float, optional
         Hop between chunks, in seconds (``0 < step <= duration``). Defaults to
         :func:`default_step`. For FRAME models it is rounded to a whole number of frames
@@ -80,7 +89,7 @@ class Inference:
         progress: bool = False,
     ):
         if isinstance(model, (str, Path)):
-            model = Model.from_pretrained(model)
+            model = load_for_inference(model)
         if batch_size < 1:
             raise ValueError(f"Inference: batch_size must be at least 1, got {batch_size}.")
         self.model = model.eval()
