@@ -1,6 +1,7 @@
 """Run the benchmarks (each in its own process) and print their figures.
 
-    .venv/bin/python benchmarks/run.py [--quick] [data] [prepare] [train] [inference] [clip_classification]
+    .venv/bin/python benchmarks/run.py [--quick] [data] [prepare] [train] [cli_training] [inference] [onnx_inference]
+        [clip_classification]
         [snr_estimation] [speaker_embedding]
 
 No name runs them all. ``--quick`` runs smaller versions (about 2 minutes in all).
@@ -16,7 +17,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("data", "prepare", "train", "inference", "clip_classification", "snr_estimation", "speaker_embedding")
+BENCHMARKS = ("data", "prepare", "train", "cli_training", "inference", "onnx_inference", "clip_classification",
+              "snr_estimation", "speaker_embedding")
 
 
 def main(argv: list[str]) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import os
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,17 @@ class TrainingResult:
     skipped: int = 0  #: batches of this run skipped for a non-finite loss
     #: why training stopped before its step / epoch budget (a time cap), None if it did not
     cut_short: Optional[str] = None
+    #: optimiser steps of this run per second of training (validation left out; see
+    #: :class:`TrainingSpeed`), None if it made no step
+    steps_per_second: Optional[float] = None
+    #: share (0 to 1) of that training time spent waiting for training batches
+    data_wait_share: Optional[float] = None
+
+    def speed(self) -> Optional[str]:
+        """``"7.9 steps/s, 12.0 % of the time waiting for data"``, or None without a step."""
+        if self.steps_per_second is None or self.data_wait_share is None:
+            return None
+        return f"{self.steps_per_second:.3g} steps/s, {100 * self.data_wait_share:.1f} % of the time waiting for data"
 
     def summary(self) -> str:
         """One line: the steps and epochs trained, skipped batches, and what cut the run short."""
@@ -193,6 +205,65 @@ class SkippedBatches(Callback):
             self.count += 1
 
 
+class TrainingSpeed(Checkpoint):
+    """Steps per second of training, and the share of that time spent waiting for data.
+
+    Training time runs from the start of training to the end of its last step, validation
+    left out. Waiting is what lies between the end of a step (or the start of training)
+    and the start of the next one: fetching the batch, starting dataloader workers, the
+    bookkeeping between epochs. (A ``Checkpoint`` subclass, as Lightning calls those after
+    the other callbacks: a checkpoint saved when a step or a validation ends, by the
+    checkpoint callbacks given before this one, falls in the step or the validation, not
+    in the waiting.)
+    """
+
+    def __init__(self):
+        self.steps = 0
+        self.stepping = self.waiting = 0.0  # seconds
+        self._first_step = 0
+        self._mark: Optional[float] = None  # end of the last step, or of what is left out
+        self._validating = False
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.stepping = self.waiting = 0.0
+        self._first_step = trainer.global_step  # a resumed run counts its own steps
+        self._mark = time.perf_counter()
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
+        now = time.perf_counter()
+        if self._mark is not None:
+            self.waiting += now - self._mark
+        self._mark = now
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int) -> None:
+        now = time.perf_counter()
+        if self._mark is not None:
+            self.stepping += now - self._mark
+        self._mark = now
+        self.steps = trainer.global_step - self._first_step
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._mark is not None:  # during training (a sanity check comes before its start)
+            self.waiting += time.perf_counter() - self._mark
+            self._mark = None
+            self._validating = True
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._validating:  # the time since the validation started is left out
+            self._mark = time.perf_counter()
+            self._validating = False
+
+    @property
+    def steps_per_second(self) -> Optional[float]:
+        seconds = self.stepping + self.waiting
+        return self.steps / seconds if self.steps and seconds > 0 else None
+
+    @property
+    def data_wait_share(self) -> Optional[float]:
+        seconds = self.stepping + self.waiting
+        return self.waiting / seconds if self.steps and seconds > 0 else None
+
+
 def set_learning_rate(model: Model, learning_rate: float) -> None:
     """Train ``model`` with Adam at ``learning_rate`` instead of its default optimiser."""
 
@@ -281,7 +352,7 @@ def make_trainer(
         max_epochs=-1 if max_epochs is None else max_epochs,
         max_steps=-1 if max_steps is None else max_steps,
         logger=CSVLogger(output, name="", version=""),
-        callbacks=[checkpoint, latest, interrupted, SkippedBatches(), *trainer_options.pop("callbacks", [])],
+        callbacks=[checkpoint, latest, interrupted, SkippedBatches(), TrainingSpeed(), *trainer_options.pop("callbacks", [])],
         enable_progress_bar=progress,
         enable_model_summary=progress,
         log_every_n_steps=10,
@@ -390,6 +461,7 @@ def fit(model: Model, output: str | Path, *, ckpt_path: Optional[str | Path] = N
         if trainer.is_global_zero:
             model.save_pretrained(output / "model")
     score = checkpoint.best_model_score
+    speed = next(callback for callback in trainer.callbacks if isinstance(callback, TrainingSpeed))
     result = TrainingResult(
         model=output / "model",
         checkpoints=output / "checkpoints",
@@ -401,6 +473,8 @@ def fit(model: Model, output: str | Path, *, ckpt_path: Optional[str | Path] = N
         epochs=trainer.current_epoch,
         skipped=next(callback for callback in trainer.callbacks if isinstance(callback, SkippedBatches)).count,
         cut_short=cut_short(trainer),
+        steps_per_second=speed.steps_per_second,
+        data_wait_share=speed.data_wait_share,
     )
     if result.cut_short:
         warnings.warn(f"training cut short: {result.cut_short}")

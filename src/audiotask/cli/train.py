@@ -186,7 +186,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     training.add_argument("--epochs", type=int, help="number of epochs (default: 10 unless --max-steps is given)")
     training.add_argument("--max-steps", type=int, help="stop after this many optimiser steps")
     training.add_argument("--batch-size", type=int, default=32, help="default: %(default)s")
-    training.add_argument("--num-workers", type=int, help="dataloader workers (default: half the CPU cores)")
+    training.add_argument("--num-workers", type=int, help="dataloader workers (default: none on 2 cores or fewer, else half the cores)")
     training.add_argument("--learning-rate", type=float, help="Adam learning rate (default: the model's, 1e-3)")
     training.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     training.add_argument("--gradient-clip", type=float, metavar="VALUE",
@@ -318,6 +318,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"metrics:     {result.metrics}")
     if result.skipped or result.cut_short:
         print(f"training:    {result.summary()}")
+    if result.speed() is not None:
+        print(f"speed:       {result.speed()}")
     if result.monitored is not None:
         print(f"kept the checkpoint with the best {result.monitored} ({result.best_score:.4f}): {result.checkpoint}")
     return 0

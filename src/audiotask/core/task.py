@@ -26,8 +26,18 @@ __all__ = ["Task", "Problem", "Resolution", "Specifications"]
 
 
 def default_num_workers() -> int:
-    """Half the cores, as data loading shares the machine with the model."""
-    return (os.cpu_count() or 2) // 2
+    """No worker on two cores or fewer, else half the cores (data loading shares the machine
+    with the model).
+
+    Measured on two cores (``benchmarks/cli_training.py``, CRNN voice activity detection,
+    batches of 32 two-second chunks): built in the training process, a batch costs some
+    4 ms of a 0.12-0.15-s step (3 %); one persistent worker made the training loop wait 10-12
+    ms a step (its batches cross processes, and each new epoch drains the batches it had
+    prepared ahead), validation took twice as long, and the step was no faster: with
+    PyTorch's two threads on the two cores, a worker has no idle core to hide its work in.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return 0 if cores <= 2 else cores // 2
 
 
 class Task(pl.LightningDataModule):
@@ -44,7 +54,7 @@ class Task(pl.LightningDataModule):
         Seconds at each end of a chunk excluded from the loss (FRAME resolution).
     batch_size : int
     num_workers : int, optional
-        Dataloader workers; defaults to half the CPU cores.
+        Dataloader workers; default :func:`default_num_workers` (none on two cores, else half the cores).
     pin_memory : bool
     augmentation : callable, optional
         Applied to each training batch of waveforms (batch, channels, samples); the

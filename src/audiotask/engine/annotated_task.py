@@ -582,8 +582,13 @@ class AnnotatedTask(Task):
 
     def _batch_loader(self, dataset, loader: type = DataLoader, **kwargs) -> DataLoader:
         # workers start the platform's default way (fork on Linux, spawn on macOS and Windows):
-        # the task and its datasets pickle, and a spawned worker maps the same metadata files
-        return loader(dataset, batch_size=None, num_workers=self.num_workers, pin_memory=self.pin_memory, **kwargs)
+        # the task and its datasets pickle, and a spawned worker maps the same metadata files.
+        # They persist for the whole run: started again at every epoch (of a few batches on a
+        # small data set), forking the training process cost more than the steps themselves
+        # (its pages copied, faulted in again); a training worker learns each new epoch from
+        # its dataset (see ``TrainBatches``)
+        return loader(dataset, batch_size=None, num_workers=self.num_workers, pin_memory=self.pin_memory,
+                      persistent_workers=self.num_workers > 0, **kwargs)
 
     def train__len__(self) -> int:
         if self.sampling == "clips":

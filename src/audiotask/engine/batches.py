@@ -9,6 +9,7 @@ computes its targets in a few vectorised calls.
 from __future__ import annotations
 
 import math
+import multiprocessing
 from typing import Optional, Sequence
 
 import numpy as np
@@ -34,12 +35,23 @@ class TrainBatches(IterableDataset):
     An epoch is one pass over the data whatever the number of ranks: of the task's
     ``train__len__() // batch_size`` batches, each of N ranks trains 1/N (rounded up),
     drawn from its own stream (the samplers are keyed by rank).
+
+    The loader says which epoch it starts with :meth:`set_epoch`, before iterating. The
+    epoch lives in memory shared with the dataloader workers: a persistent worker, started
+    (forked or spawned) once for the whole run, begins every epoch's stream anew and must
+    learn that epoch; a copy made when it started would stay at the first.
     """
 
     def __init__(self, task):
         self.task = task
         #: (epoch, rank) of the training process, when pickled for a dataloader worker
         self.parent: Optional[tuple[int, int]] = None
+        #: the epoch set by the loader (-1: none, the trainer's is used)
+        self._epoch = multiprocessing.RawValue("q", -1)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the streams begun from now on, here and in the workers, those of ``epoch``."""
+        self._epoch.value = int(epoch)
 
     def __getstate__(self):
         # a worker started by spawn or forkserver has no trainer (Lightning does not pickle
@@ -48,11 +60,13 @@ class TrainBatches(IterableDataset):
         return {**self.__dict__, "parent": (0 if model is None else int(model.current_epoch), distributed_rank())}
 
     def __iter__(self):
+        # read when the stream begins, i.e. at each epoch's start in a persistent worker
+        epoch = None if self._epoch.value < 0 else int(self._epoch.value)
         if self.parent is None:  # the training process, or a worker forked from it
-            return self.task.train_batches()
-        epoch, rank = self.parent
+            return self.task.train_batches(epoch=epoch)
+        parent_epoch, rank = self.parent
         inherit_rank(rank)
-        return self.task.train_batches(epoch=epoch)
+        return self.task.train_batches(epoch=parent_epoch if epoch is None else epoch)
 
     def __len__(self) -> int:
         batches = self.task.train__len__() // self.task.batch_size

@@ -42,10 +42,16 @@ class ResumableDataLoader(DataLoader):
 
     def __iter__(self) -> Iterator:
         self._yielded = 0
+        set_epoch = getattr(self.dataset, "set_epoch", None)
+        if set_epoch is not None:
+            # before the workers begin the epoch's streams: persistent ones, started once, read
+            # it from the dataset's shared memory when they do (see ``TrainBatches``)
+            set_epoch(self.current_epoch())
         for batch in super().__iter__():
             # every stream has read the resume state by now (workers got it when they were
             # started, forked or pickled, the main process's stream on its first batch): it
-            # applies once
+            # applies once (a persistent worker keeps its copy, but the state names its epoch,
+            # and the worker's later streams are of later epochs)
             self.task.resume_state = None
             self._yielded += 1
             yield batch
@@ -58,10 +64,14 @@ class ResumableDataLoader(DataLoader):
             return int(trainer.fit_loop.epoch_loop.batch_progress.current.processed)
         return self._yielded
 
-    def state_dict(self) -> dict[str, Any]:
+    def current_epoch(self) -> int:
+        """The trainer's epoch (0 without a model)."""
         model = self.task.model
+        return 0 if model is None else int(model.current_epoch)
+
+    def state_dict(self) -> dict[str, Any]:
         return {
-            "epoch": 0 if model is None else int(model.current_epoch),
+            "epoch": self.current_epoch(),
             "batches": self.consumed_batches(),
             "num_workers": int(self.num_workers),
             # the task's: the loader hands over whole batches (its own batch_size is None)
