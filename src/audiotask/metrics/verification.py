@@ -15,12 +15,10 @@ from typing import Mapping, Sequence, Union
 
 import numpy as np
 
+from audiotask.protocols.uris import strip_audio_extension
+
 #: what a trial list line may start with, and whether it means a target trial
 TRIAL_KEYS = {"1": True, "0": False, "target": True, "nontarget": False}
-
-#: extensions a trial list may give its names with, that the embeddings' names may lack
-AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".sph", ".aiff", ".aif")
-
 
 def _operating_points(scores, is_target) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(false alarm rates, miss rates, thresholds)``, from the strictest threshold (+inf:
@@ -142,15 +140,6 @@ def read_trials(path: Union[str, Path]) -> Trials:
     if not trials:
         raise ValueError(f"{path}: no trial in the file.")
     return Trials(trials, lines=lines, path=str(path))
-
-
-def strip_audio_extension(name: str) -> str:
-    """``name`` without a trailing audio extension (``a/b.wav`` -> ``a/b``)."""
-    lowered = name.lower()
-    for extension in AUDIO_EXTENSIONS:
-        if lowered.endswith(extension):
-            return name[: -len(extension)]
-    return name
 
 
 def _name_lookup(embeddings: Mapping[str, np.ndarray]):

@@ -54,8 +54,12 @@ def uri_of(filename: str) -> str:
     ``"a/Y_30.000_40.000.wav"`` -> ``"Y_30.000_40.000"``; ``"Y_30.000_40.000"`` and
     ``"notes.txt"`` keep their dots; ``"clip.WAV"`` -> ``"clip"``.
     """
-    name = Path(filename).name
-    # a dot at 0 starts a hidden name (".wav"), not an extension: the uri would be empty
+    return strip_audio_extension(Path(filename).name)
+
+
+def strip_audio_extension(name: str) -> str:
+    """``name`` less its audio extension, if it has one (``a/b.wav`` -> ``a/b``; folders kept)."""
+    # a dot at 0 starts a hidden name (".wav"), not an extension: the name would be empty
     if has_audio_extension(name) and name.rfind(".") > 0:
         return name[: name.rfind(".")]
     return name
