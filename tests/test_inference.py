@@ -313,3 +313,68 @@ def test_batch_size_does_not_change_scores(clip):
     one = Inference(model, batch_size=1)(clip).data
     many = Inference(model, batch_size=64)(clip).data
     np.testing.assert_allclose(one, many, atol=1e-5)
+
+
+# ---- shared encoder: each file encoded once, windows of encoded frames decoded ------------
+def small_crnn(resolution=Resolution.FRAME, seed=0):
+    from audiotask.models import CRNN
+
+    torch.manual_seed(seed)
+    model = CRNN(n_fft=512, hop_length=160, n_mels=32, channels=(8, 16), time_pooling=(2, 2), hidden_size=8)
+    model.attach_specifications(
+        Specifications(problem=Problem.MULTI_LABEL_CLASSIFICATION, resolution=resolution, duration=2.0, classes=CLASSES)
+    )
+    return model.eval()
+
+
+@pytest.mark.parametrize("resolution", [Resolution.FRAME, Resolution.CHUNK])
+def test_shared_encoder_equals_chunk_by_chunk_when_the_encoder_reads_its_own_frames(clip, resolution):
+    model = debug_model(resolution)  # encoder_context 0: an encoded window is the chunk's, exactly
+    shared = Inference(model, step=0.3, batch_size=3)
+    assert shared.shared_encoder
+    expected = Inference(model, step=0.3, batch_size=3, shared_encoder=False)(str(clip))
+    np.testing.assert_allclose(shared(str(clip)).data, expected.data, atol=1e-5)
+
+
+def test_encoding_in_blocks_equals_encoding_the_whole_waveform(monkeypatch):
+    import audiotask.inference.inference as inference_module
+
+    model = small_crnn()
+    waveform = torch.randn(1, int(5.3 * SAMPLE_RATE), generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        whole = model.encode(waveform[None])[0]
+    monkeypatch.setattr(inference_module, "ENCODER_BLOCK_SECONDS", 0.7)  # 8 blocks, the last one partial
+    blocks = Inference(model).encode(waveform)
+    assert blocks.shape == whole.shape == (model.num_frames(waveform.shape[-1]), whole.shape[-1])
+    torch.testing.assert_close(blocks, whole, atol=1e-5, rtol=0)
+
+
+def test_encoded_windows_equal_encoded_chunks_but_at_their_edges(clip):
+    model = small_crnn()
+    inference = Inference(model, step=0.48)
+    waveform, _ = model.audio(str(clip))
+    starts = inference.chunk_starts(waveform)
+    padded = inference.pad(waveform, len(starts))
+    encoded = inference.encode(waveform, padded.shape[-1])
+    torch.testing.assert_close(encoded, inference.encode(padded), atol=1e-5, rtol=0)
+    chunks, _ = inference.chunks(waveform)
+    window_frames, context = model.num_frames(inference.chunk_samples), model.encoder_context
+    assert context == 2  # STFT 256 samples (2 frames of 160) + convolutions 1 + 2: 5 frames, pooled by 4
+    with torch.inference_mode():
+        for index, chunk in enumerate(chunks):
+            first = round(starts[index] / model.frames.step)
+            alone, shared = model.encode(chunk[None])[0], encoded[first : first + window_frames]
+            torch.testing.assert_close(shared[context:-context], alone[context:-context], atol=1e-5, rtol=0)
+            if 0 < index < len(chunks) - 1:  # inner chunk edges: real neighbours instead of padding
+                assert not torch.allclose(shared[:1], alone[:1], atol=1e-5)
+    # and the scores stay close to chunk-by-chunk ones: only the chunks' edge frames differ
+    expected = Inference(model, step=0.48, shared_encoder=False)(str(clip)).data
+    assert np.abs(inference(str(clip)).data - expected).max() < 0.05
+
+
+def test_shared_encoder_needs_a_model_that_splits():
+    model = debug_model()
+    model.encoder_context = None
+    with pytest.raises(ValueError, match="does not split"):
+        Inference(model, shared_encoder=True)
+    assert not Inference(model).shared_encoder

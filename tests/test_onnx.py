@@ -14,7 +14,7 @@ pytest.importorskip("onnxruntime")
 from audiotask.cli.main import main  # noqa: E402
 from audiotask.core.specifications import Problem, Resolution, Specifications  # noqa: E402
 from audiotask.inference.inference import Inference  # noqa: E402
-from audiotask.inference.onnx import GRAPH, OnnxModel, dft_log_mel_spectrogram, dft_basis, export_onnx  # noqa: E402
+from audiotask.inference.onnx import DECODER_GRAPH, ENCODER_GRAPH, GRAPH, OnnxModel, dft_log_mel_spectrogram, dft_basis, export_onnx  # noqa: E402
 from audiotask.models import CRNN  # noqa: E402
 from audiotask.models.features import LogMel  # noqa: E402
 from audiotask.testing.dummies import make_clip  # noqa: E402
@@ -84,6 +84,20 @@ def test_onnxruntime_matches_pytorch_for_any_batch_size_and_length(exported, bat
     assert np.abs(scores - expected).max() < TOLERANCE
 
 
+def test_encoder_and_decoder_graphs_match_the_model_halves(exported):
+    model, folder = exported
+    waveforms = torch.randn(2, 1, int(3.1 * SAMPLE_RATE), generator=torch.Generator().manual_seed(2))
+    onnx_model = OnnxModel(folder, num_threads=1)
+    assert onnx_model.encoder_context == model.encoder_context
+    with torch.inference_mode():
+        features = model.encode(waveforms)
+        expected = model.default_activation(model.decode(features)).numpy()
+    encoded = onnx_model.encode(waveforms)
+    assert encoded.shape == features.shape
+    torch.testing.assert_close(encoded, features, atol=TOLERANCE, rtol=0)
+    assert np.abs(onnx_model.decode(features).numpy() - expected).max() < TOLERANCE
+
+
 def test_export_writes_the_manifest_with_an_onnx_entry(exported):
     model, folder = exported
     manifest = json.loads((folder / "audiotask.json").read_text())
@@ -127,7 +141,7 @@ def test_export_and_apply_from_the_command_line(tmp_path, recording, capsys):
     assert main(["export", str(tmp_path / "model"), "--format", "onnx", "--output", str(tmp_path / "export")]) == 0
     assert "opset 17" in capsys.readouterr().out
     assert sorted(path.name for path in (tmp_path / "export").iterdir()) == [
-        "audiotask.json", GRAPH, "postprocessing.json"]
+        "audiotask.json", DECODER_GRAPH, ENCODER_GRAPH, GRAPH, "postprocessing.json"]
 
     for name in ("model", "export"):
         assert main(["apply", str(tmp_path / name), str(recording), "--output", str(tmp_path / f"out-{name}"),

@@ -6,7 +6,13 @@
                   softmax for classification; embeddings and SNR as they are): (batch,
                   frames, classes) for frame models, (batch, classes) for the others. Batch
                   and samples are dynamic axes. The log-mel front end is inside the graph.
-  audiotask.json  the model's manifest, with an "onnx" entry (opset, exporter, frame hop).
+  encoder.onnx, decoder.onnx
+                  for a model that splits into an encoder and a decoder (the CRNN: log-mel
+                  and convolutions, then GRU and head): waveforms -> frame features, and
+                  features of windows -> scores, so that sliding-window inference encodes
+                  each file once (what `apply` does with the export, as with the model).
+  audiotask.json  the model's manifest, with an "onnx" entry (opset, exporter, frame hop,
+                  the graphs).
   postprocessing.json, when the model folder has one (tuned by `audiotask tune`).
 
 The export is checked before the command returns: onnxruntime's scores of two random chunks

@@ -93,9 +93,18 @@ class Model(pl.LightningModule):
     Subclasses build their body in ``__init__``, set ``frame_hop`` (input samples per
     output frame) when they can emit frames, and implement ``build()`` (the head, from
     ``self.specifications``) and ``forward(waveforms) -> logits``.
+
+    A model whose first stage is the same at every time shift (a front end and
+    convolutions) may split ``forward`` into :meth:`encode` (waveforms -> frame features)
+    and :meth:`decode` (frame features -> logits) and set :attr:`encoder_context`: sliding
+    window inference then encodes each file once instead of once per overlapping window.
     """
 
     frame_hop: Optional[int] = None
+    #: output frames on each side of a frame whose input :meth:`encode` reads (its receptive
+    #: field, in frames): a window's encoded frames equal the file's, encoded whole, except
+    #: this many at each of its edges. None: the model does not split into encode / decode.
+    encoder_context: Optional[int] = None
     #: prefixes of weights that only training uses (e.g. a clip output that weak labels train):
     #: a model saved before they existed still loads
     training_only_prefixes: tuple[str, ...] = ()
@@ -213,6 +222,15 @@ class Model(pl.LightningModule):
     def num_frames(self, num_samples: int) -> int:
         """Number of output frames for ``num_samples`` input samples."""
         return self.frames.num_frames(num_samples)
+
+    def encode(self, waveforms: torch.Tensor) -> torch.Tensor:
+        """(batch, channels, samples) -> frame features (batch, num_frames(samples), features):
+        the part of ``forward`` that overlapping windows share (see :attr:`encoder_context`)."""
+        raise NotImplementedError(f"{type(self).__name__} does not split into encode / decode.")
+
+    def decode(self, features: torch.Tensor) -> torch.Tensor:
+        """Frame features of one window each, (batch, frames, features) -> logits, as ``forward``."""
+        raise NotImplementedError(f"{type(self).__name__} does not split into encode / decode.")
 
     def default_activation(self, logits: torch.Tensor) -> torch.Tensor:
         """Scores from logits, as the specifications call for."""

@@ -3,6 +3,14 @@
 The file is read once, cut into overlapping chunks of the model's duration, scored in
 batches, and (FRAME models) overlap-added back onto the file's frame grid with
 :mod:`audiotask.inference.aggregation`.
+
+Overlapping chunks share most of their samples. A model that splits into an encoder that
+is the same at every time shift and a decoder (``Model.encode`` / ``Model.decode``, e.g.
+the CRNN's log-mel and convolutions, then its GRU) has its encoder run once over the file,
+in blocks, and only its decoder run on each window of encoded frames: with the default
+10x overlap that is most of the work done once instead of ten times. A window's encoded
+frames then equal those of the chunk alone except ``model.encoder_context`` frames at each
+edge, where the file's real neighbouring samples replace the chunk's zero padding.
 """
 
 from __future__ import annotations
@@ -46,6 +54,16 @@ def step_in_samples(step: float, *, sample_rate: int, hop_samples: Optional[int]
     return max(1, int(units)) * unit
 
 
+#: seconds of audio encoded at once when a file is encoded whole (see ``Model.encode``):
+#: bounds the memory of long files, at no cost in speed (encoder frames are exact across blocks)
+ENCODER_BLOCK_SECONDS = 20.0
+
+
+def shares_encoder(model) -> bool:
+    """Whether ``model`` splits into ``encode`` / ``decode`` (``Model.encoder_context`` set)."""
+    return getattr(model, "encoder_context", None) is not None and getattr(model, "frame_hop", None) is not None
+
+
 def load_for_inference(path: Union[str, Path]):
     """The model saved at ``path``: an :class:`~audiotask.inference.onnx.OnnxModel` for an ONNX
     export, else :meth:`Model.from_pretrained`'s."""
@@ -76,6 +94,10 @@ class Inference:
         Where to run the model; by default where its parameters already are.
     progress : bool
         Show a tqdm progress bar over batches.
+    shared_encoder : bool, optional
+        Encode each file once and decode windows of its encoded frames (see the module's
+        docstring); by default whenever the model splits into ``encode`` / ``decode``.
+        False: every chunk goes through the whole model, as in training.
     """
 
     def __init__(
@@ -87,6 +109,7 @@ class Inference:
         batch_size: int = 32,
         device: Union[str, torch.device, None] = None,
         progress: bool = False,
+        shared_encoder: Optional[bool] = None,
     ):
         if isinstance(model, (str, Path)):
             model = load_for_inference(model)
@@ -102,6 +125,9 @@ class Inference:
         self.window = window
         self.batch_size = int(batch_size)
         self.progress = progress
+        if shared_encoder and not shares_encoder(model):
+            raise ValueError(f"Inference: {type(model).__name__} does not split into encode / decode (shared_encoder).")
+        self.shared_encoder = shares_encoder(model) if shared_encoder is None else bool(shared_encoder)
         self.chunk_samples = seconds_to_samples(self.duration, self.sample_rate)
         self.step_samples = self._resolve_step(step)
         self.step = self.step_samples / self.sample_rate
@@ -110,7 +136,8 @@ class Inference:
             frame_weights(1, frames=model.frames, duration=self.duration, window=window)
 
     def _resolve_step(self, step: Optional[float]) -> int:
-        hop = self.model.frames.hop_samples if self.is_frame else None
+        # windows of encoded frames start on the frame grid, whatever the resolution
+        hop = self.model.frame_hop if self.is_frame or self.shared_encoder else None
         if step is None:
             return step_in_samples(
                 default_step(self.duration, self.specifications.warm_up),
@@ -138,22 +165,38 @@ class Inference:
         Returns the chunks (a strided view of the zero-padded waveform) and their start
         times in seconds, ``(chunks,)``; the last chunk ends at or after the waveform's end.
         """
+        starts = self.chunk_starts(waveform)
+        chunks = self.pad(waveform, len(starts)).unfold(-1, self.chunk_samples, self.step_samples)
+        return chunks.transpose(0, 1), starts
+
+    def chunk_starts(self, waveform: torch.Tensor) -> np.ndarray:
+        """Start times (seconds) of the chunks of a ``(channels, samples)`` waveform, the last
+        one ending at or after its end."""
         if waveform.ndim != 2:
             raise ValueError(f"Inference: waveform must be (channels, samples), got {tuple(waveform.shape)}.")
-        num_samples = waveform.shape[-1]
-        starts = chunk_starts(num_samples / self.sample_rate, duration=self.duration, step=self.step)
-        # whole samples from the chunk index, so no float rounding can shift a chunk
-        padded_length = (len(starts) - 1) * self.step_samples + self.chunk_samples
-        padded = torch.nn.functional.pad(waveform, (0, max(0, padded_length - num_samples)))
-        chunks = padded[:, :padded_length].unfold(-1, self.chunk_samples, self.step_samples)
-        return chunks.transpose(0, 1), starts
+        return chunk_starts(waveform.shape[-1] / self.sample_rate, duration=self.duration, step=self.step)
+
+    def span(self, num_chunks: int) -> int:
+        """Samples from the first chunk's start to the last one's end: whole samples from the
+        chunk index, so that no float rounding can shift a chunk."""
+        return (num_chunks - 1) * self.step_samples + self.chunk_samples
+
+    def pad(self, waveform: torch.Tensor, num_chunks: int) -> torch.Tensor:
+        """``waveform`` zero-padded (or cut) to the :meth:`span` of ``num_chunks`` chunks."""
+        padded_length = self.span(num_chunks)
+        padded = torch.nn.functional.pad(waveform, (0, max(0, padded_length - waveform.shape[-1])))
+        return padded[:, :padded_length]
 
     def score_chunks(self, chunks: torch.Tensor) -> np.ndarray:
         """Activated model outputs of ``(chunks, channels, samples)``, in batches.
 
         Returns ``(chunks, frames, classes)`` (FRAME) or ``(chunks, classes)`` (CHUNK) float32.
         """
-        batches = range(0, len(chunks), self.batch_size)
+        return self._score(chunks, self.model)
+
+    def _score(self, inputs: torch.Tensor, forward) -> np.ndarray:
+        """``model.default_activation(forward(batch))`` over ``inputs`` in batches, as numpy."""
+        batches = range(0, len(inputs), self.batch_size)
         if self.progress:
             from tqdm.auto import tqdm
 
@@ -161,10 +204,45 @@ class Inference:
         outputs = []
         with torch.inference_mode():
             for begin in batches:
-                batch = chunks[begin : begin + self.batch_size].to(self.device).contiguous()
-                scores = self.model.default_activation(self.model(batch))
+                batch = inputs[begin : begin + self.batch_size].to(self.device).contiguous()
+                scores = self.model.default_activation(forward(batch))
                 outputs.append(scores.float().cpu().numpy())
         return np.concatenate(outputs, axis=0)
+
+    def encode(self, waveform: torch.Tensor, num_samples: Optional[int] = None) -> torch.Tensor:
+        """Encoded frames ``(model.num_frames(num_samples), features)`` of a ``(channels, samples)``
+        waveform zero-padded to ``num_samples`` (default: its length).
+
+        Computed in blocks of :data:`ENCODER_BLOCK_SECONDS`, each read with
+        ``model.encoder_context`` frames of its neighbours on both sides: the same frames as
+        one ``model.encode`` of the whole padded waveform, in memory bounded by the block,
+        and the padding is never materialised.
+        """
+        hop, context = self.model.frame_hop, self.model.encoder_context
+        num_samples = waveform.shape[-1] if num_samples is None else max(num_samples, waveform.shape[-1])
+        num_frames = num_samples // hop
+        block = max(1, int(ENCODER_BLOCK_SECONDS * self.sample_rate) // hop)
+        encoded = []
+        with torch.inference_mode():
+            for first in range(0, max(num_frames, 1), block):
+                last = min(first + block, num_frames)
+                begin, end = max(0, first - context), min(num_frames, last + context)
+                # the last block keeps the samples after the last whole frame, as the whole waveform would
+                begin_sample, end_sample = begin * hop, num_samples if end == num_frames else end * hop
+                samples = waveform[:, begin_sample:end_sample]
+                samples = torch.nn.functional.pad(samples, (0, end_sample - begin_sample - samples.shape[-1]))
+                features = self.model.encode(samples.unsqueeze(0).to(self.device))[0]
+                encoded.append(features[first - begin : last - begin])
+        return torch.cat(encoded)
+
+    def score_windows(self, features: torch.Tensor, num_chunks: int) -> np.ndarray:
+        """Activated decoder outputs of the ``num_chunks`` windows of encoded ``features``
+        (``(frames, features)``, window ``c`` starting at frame ``c * step``), in batches;
+        as :meth:`score_chunks`."""
+        window_frames = self.model.num_frames(self.chunk_samples)
+        step_frames = self.step_samples // self.model.frame_hop
+        windows = features.unfold(0, window_frames, step_frames).transpose(1, 2)[:num_chunks]
+        return self._score(windows, self.model.decode)
 
     def slide(self, waveform: torch.Tensor) -> SlidingWindowFeature:
         """Scores of a ``(channels, samples)`` waveform at the model's sample rate.
@@ -173,8 +251,12 @@ class Inference:
         of the waveform, at least 1). CHUNK models: ``(chunks, classes)``, row ``c`` for the
         window ``[c * step, c * step + duration)``.
         """
-        chunks, starts = self.chunks(waveform)
-        scores = self.score_chunks(chunks)
+        if self.shared_encoder:
+            starts = self.chunk_starts(waveform)
+            scores = self.score_windows(self.encode(waveform, self.span(len(starts))), len(starts))
+        else:
+            chunks, starts = self.chunks(waveform)
+            scores = self.score_chunks(chunks)
         labels = self.specifications.classes
         if not self.is_frame:
             window = SlidingWindow(start=0.0, duration=self.duration, step=self.step)

@@ -4,6 +4,9 @@ An export is a folder: ``model.onnx`` (waveforms ``(batch, channels, samples)`` 
 scores, batch and samples dynamic) and ``audiotask.json`` (the model's manifest, plus an
 ``"onnx"`` entry: opset, exporter, input and output names, frame hop). Nothing in it is
 pickled, and loading it needs no model class: the manifest says all that inference needs.
+A model that splits into ``encode`` / ``decode`` (see ``Model.encoder_context``) also gets
+``encoder.onnx`` (waveforms -> frame features) and ``decoder.onnx`` (features of windows ->
+activated scores), so that inference through onnxruntime encodes each file once too.
 
 Why the graph ends with the activation (sigmoid or softmax, as the specifications call for),
 not with logits: an export is for inference only, and a runtime outside Python should get
@@ -37,9 +40,13 @@ from audiotask.core.audio import Audio
 from audiotask.core.frames import Frames, seconds_to_samples
 from audiotask.core.model import MANIFEST, Model
 from audiotask.core.specifications import Resolution, Specifications
+from audiotask.inference.inference import shares_encoder
 from audiotask.models.features import LogMel
 
 GRAPH = "model.onnx"
+#: the two halves of a model that splits into encode / decode
+ENCODER_GRAPH, DECODER_GRAPH = "encoder.onnx", "decoder.onnx"
+FEATURES = "features"
 #: ONNX opset of exports: 17 has every operator the models use, and onnxruntime >= 1.14 runs it
 OPSET = 17
 INPUT, OUTPUT = "waveforms", "scores"
@@ -127,6 +134,28 @@ class Scores(nn.Module):
         return self.model.default_activation(self.model(waveforms))
 
 
+class Encoder(nn.Module):
+    """Waveforms (batch, channels, samples) -> frame features: the exported ``Model.encode``."""
+
+    def __init__(self, model: Model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
+        return self.model.encode(waveforms)
+
+
+class DecoderScores(nn.Module):
+    """Frame features of windows -> activated outputs: the exported ``Model.decode``."""
+
+    def __init__(self, model: Model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.model.default_activation(self.model.decode(features))
+
+
 # ---- export -----------------------------------------------------------------------------
 def output_axes(specifications: Specifications) -> dict[int, str]:
     """Dynamic axes of the exported output: batch, and frames for a FRAME model."""
@@ -161,33 +190,55 @@ def export_onnx(model: Model, directory: Union[str, Path], *, opset: int = OPSET
     directory.mkdir(parents=True, exist_ok=True)
     samples = seconds_to_samples(float(specifications.duration), model.sample_rate)
     example = torch.randn(2, model.num_channels, samples, generator=torch.Generator().manual_seed(0))
-    graph = Scores(with_exportable_front_end(model)).eval()
-    with warnings.catch_warnings():
-        # the shape checks (check_input) are Python conditions the trace does not keep: intended
-        warnings.simplefilter("ignore")
-        # dynamo=False: the torch.export-based exporter fails on nn.GRU(bidirectional=True)
-        torch.onnx.export(
-            graph, (example,), str(directory / GRAPH), input_names=[INPUT], output_names=[OUTPUT],
-            dynamic_axes={INPUT: {0: "batch", 2: "samples"}, OUTPUT: output_axes(specifications)},
-            opset_version=opset, dynamo=False,
-        )
+    exportable = with_exportable_front_end(model)
+    export_graph(Scores(exportable), example, directory / GRAPH, input_name=INPUT, output_name=OUTPUT,
+                 input_axes={0: "batch", 2: "samples"}, output_axes=output_axes(specifications), opset=opset)
+    split = shares_encoder(model)
+    if split:
+        with torch.inference_mode():
+            features = model.encode(example)
+        export_graph(Encoder(exportable), example, directory / ENCODER_GRAPH, input_name=INPUT, output_name=FEATURES,
+                     input_axes={0: "batch", 2: "samples"}, output_axes={0: "batch", 1: "frames"}, opset=opset)
+        export_graph(DecoderScores(exportable), features, directory / DECODER_GRAPH, input_name=FEATURES,
+                     output_name=OUTPUT, input_axes={0: "batch", 1: "frames"},
+                     output_axes=output_axes(specifications), opset=opset)
     manifest = model.manifest()
     manifest["onnx"] = {
         "graph": GRAPH, "opset": opset, "exporter": "torchscript", "input": INPUT, "output": OUTPUT,
         "activated": True, "sample_rate": model.sample_rate, "num_channels": model.num_channels,
         "frame_hop": model.frame_hop,
+        **({"encoder": ENCODER_GRAPH, "decoder": DECODER_GRAPH, "features": FEATURES,
+            "encoder_context": model.encoder_context} if split else {}),
     }
     (directory / MANIFEST).write_text(json.dumps(manifest, indent=2))
     for name in CARRIED:
         if source is not None and (Path(source) / name).is_file():
             shutil.copyfile(Path(source) / name, directory / name)
+    exported = OnnxModel(directory)
     with torch.inference_mode():
         expected = Scores(model)(example).numpy()
-    difference = float(np.abs(OnnxModel(directory)(example).numpy() - expected).max())
+        difference = float(np.abs(exported(example).numpy() - expected).max())
+        if split:
+            features = model.encode(example)
+            difference = max(difference, float((exported.encode(example) - features).abs().max()),
+                             float(np.abs(exported.decode(features).numpy() - expected).max()))
     if not difference <= TOLERANCE:
         raise RuntimeError(f"{directory / GRAPH}: onnxruntime's scores differ from PyTorch's by {difference:.2e} "
                            f"(more than {TOLERANCE:.0e})")
     return difference
+
+
+def export_graph(module: nn.Module, example: torch.Tensor, path: Path, *, input_name: str, output_name: str,
+                 input_axes: dict[int, str], output_axes: dict[int, str], opset: int) -> None:
+    """``module`` traced on ``example`` and written to ``path`` as one ONNX graph with dynamic axes."""
+    with warnings.catch_warnings():
+        # the shape checks (check_input) are Python conditions the trace does not keep: intended
+        warnings.simplefilter("ignore")
+        # dynamo=False: the torch.export-based exporter fails on nn.GRU(bidirectional=True)
+        torch.onnx.export(
+            module.eval(), (example,), str(path), input_names=[input_name], output_names=[output_name],
+            dynamic_axes={input_name: input_axes, output_name: output_axes}, opset_version=opset, dynamo=False,
+        )
 
 
 # ---- inference --------------------------------------------------------------------------
@@ -230,15 +281,25 @@ class OnnxModel:
         self.audio = Audio(sample_rate=self.sample_rate)
         self.num_threads = torch.get_num_threads() if num_threads is None else int(num_threads)
         self._output = exported.get("output", OUTPUT)
-        self.session = self._session(["CPUExecutionProvider"])
+        self._features = exported.get("features", FEATURES)
+        #: None unless the export holds the encoder and decoder graphs (see ``Model.encoder_context``)
+        self.encoder_context: Optional[int] = exported.get("encoder_context")
+        self._graphs = {"model": GRAPH}
+        if self.encoder_context is not None:
+            self._graphs.update(encoder=exported["encoder"], decoder=exported["decoder"])
+        self._open(["CPUExecutionProvider"])
 
-    def _session(self, providers: list[str]):
+    def _open(self, providers: list[str]) -> None:
+        """One onnxruntime session per graph of the export, on ``providers``."""
+        self.sessions = {name: self._session(graph, providers) for name, graph in self._graphs.items()}
+
+    def _session(self, graph: str, providers: list[str]):
         onnxruntime = require("onnxruntime")
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = self.num_threads
         # one graph runs at a time: threads across operators would only compete with those inside
         options.inter_op_num_threads = 1
-        return onnxruntime.InferenceSession(str(self.directory / GRAPH), options, providers=providers)
+        return onnxruntime.InferenceSession(str(self.directory / graph), options, providers=providers)
 
     # ---- what Inference and the apply outputs use of a Model ---------------------------
     @property
@@ -263,7 +324,7 @@ class OnnxModel:
         if device.type == "cpu":
             return self
         if device.type == "cuda" and "CUDAExecutionProvider" in require("onnxruntime").get_available_providers():
-            self.session = self._session(["CUDAExecutionProvider", "CPUExecutionProvider"])
+            self._open(["CUDAExecutionProvider", "CPUExecutionProvider"])
         else:
             warnings.warn(f"onnxruntime cannot run {self.directory / GRAPH} on {device} here: running it on CPU.")
         return self
@@ -281,6 +342,20 @@ class OnnxModel:
     def __call__(self, waveforms: torch.Tensor) -> torch.Tensor:
         """(batch, channels, samples) -> scores (batch, frames, classes) or (batch, classes)."""
         self.check_input(waveforms)
-        array = waveforms.detach().cpu().numpy().astype(np.float32, copy=False)
-        (scores,) = self.session.run([self._output], {INPUT: np.ascontiguousarray(array)})
-        return torch.from_numpy(scores)
+        return self._run("model", INPUT, waveforms, self._output)
+
+    def encode(self, waveforms: torch.Tensor) -> torch.Tensor:
+        """(batch, channels, samples) -> frame features, as ``Model.encode`` (split exports only)."""
+        self.check_input(waveforms)
+        return self._run("encoder", INPUT, waveforms, self._features)
+
+    def decode(self, features: torch.Tensor) -> torch.Tensor:
+        """Frame features of windows -> scores, as ``Model.decode`` then the activation (split exports only)."""
+        return self._run("decoder", self._features, features, self._output)
+
+    def _run(self, graph: str, input_name: str, inputs: torch.Tensor, output_name: str) -> torch.Tensor:
+        if graph not in self.sessions:
+            raise ValueError(f"the exported model {self.directory} has no {graph} graph: export it again.")
+        array = inputs.detach().cpu().numpy().astype(np.float32, copy=False)
+        (outputs,) = self.sessions[graph].run([output_name], {input_name: np.ascontiguousarray(array)})
+        return torch.from_numpy(outputs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -20,6 +21,21 @@ def conv_block(in_channels: int, out_channels: int, pool: tuple[int, int], dropo
         nn.MaxPool2d(pool),
         nn.Dropout(dropout),
     )
+
+
+def encoder_context(n_fft: int, hop_length: int, time_pooling: Sequence[int]) -> int:
+    """Output frames on each side of a frame that the log-mel and the convolution blocks read.
+
+    A centred STFT frame reads ``n_fft / 2`` samples on each side; each block's 3-wide
+    convolution reads one frame on each side at its input's resolution (the time pooling of
+    the blocks before it); pooling windows stay aligned, windows starting on the output grid.
+    """
+    spectrogram_frames = math.ceil(n_fft / 2 / hop_length)
+    resolution = 1
+    for pool in time_pooling:
+        spectrogram_frames += resolution  # kernel 3, padding 1
+        resolution *= pool
+    return math.ceil(spectrogram_frames / resolution)
 
 
 class AttentionPooling(nn.Module):
@@ -122,6 +138,7 @@ class CRNN(Model):
         self.convolutions = nn.Sequential(*blocks)
         self.gru = nn.GRU(in_channels * mel_bins, hidden_size, batch_first=True, bidirectional=True)
         self.embedding_size = 2 * hidden_size
+        self.encoder_context = encoder_context(n_fft, hop_length, time_pooling)
 
     training_only_prefixes = ("clip_head.",)
 
@@ -150,13 +167,21 @@ class CRNN(Model):
         self.check_input(waveforms)
         return self.features(waveforms)
 
-    def forward_spectrogram(self, spectrogram: torch.Tensor, *, clip: bool = False):
-        """Log-mel (batch, frames, n_mels) -> logits, as :meth:`forward`; with ``clip`` (FRAME
-        resolution), ``(frame logits (batch, frames, classes), clip logits (batch, classes))``."""
+    def encode_spectrogram(self, spectrogram: torch.Tensor) -> torch.Tensor:
+        """Log-mel (batch, frames, n_mels) -> convolution features (batch, output frames, features)."""
         features = self.normalize(spectrogram.transpose(1, 2)).transpose(1, 2)
         hidden = self.convolutions(features.unsqueeze(1))  # (batch, channels, frames, mel)
-        hidden = hidden.permute(0, 2, 1, 3).flatten(start_dim=2)
-        output, _ = self.gru(hidden)
+        return hidden.permute(0, 2, 1, 3).flatten(start_dim=2)
+
+    def encode(self, waveforms: torch.Tensor) -> torch.Tensor:
+        """(batch, channels, samples) -> convolution features (batch, output frames, features):
+        log-mel and convolutions, the same at every time shift (see ``encoder_context``)."""
+        return self.encode_spectrogram(self.spectrogram(waveforms))
+
+    def decode(self, features: torch.Tensor, *, clip: bool = False):
+        """Convolution features of one window each -> logits: the GRU and the head; with
+        ``clip``, also the clip logits (see :meth:`forward_spectrogram`)."""
+        output, _ = self.gru(features)
         logits = self.head(output)
         if not clip:
             return logits
@@ -164,7 +189,12 @@ class CRNN(Model):
             raise ValueError(f"{type(self).__name__}: a clip output exists at FRAME resolution only.")
         return logits, self.clip_head(output, logits)
 
+    def forward_spectrogram(self, spectrogram: torch.Tensor, *, clip: bool = False):
+        """Log-mel (batch, frames, n_mels) -> logits, as :meth:`forward`; with ``clip`` (FRAME
+        resolution), ``(frame logits (batch, frames, classes), clip logits (batch, classes))``."""
+        return self.decode(self.encode_spectrogram(spectrogram), clip=clip)
+
     def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
         """(batch, channels, samples) -> logits (batch, frames, classes) or (batch, classes), or
         embeddings (batch, dimension) for REPRESENTATION."""
-        return self.forward_spectrogram(self.spectrogram(waveforms))
+        return self.decode(self.encode(waveforms))

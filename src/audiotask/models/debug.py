@@ -29,12 +29,23 @@ class Debug(Model):
             raise ValueError(f"{type(self).__name__}: embeddings (REPRESENTATION) are one per chunk: CHUNK resolution only.")
         self.head = nn.Linear(self.hidden_size, self.specifications.num_outputs)
 
-    def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
-        """(batch, channels, samples) -> logits (batch, frames, classes) or (batch, classes)."""
+    #: the strided convolution reads its own frame only
+    encoder_context = 0
+
+    def encode(self, waveforms: torch.Tensor) -> torch.Tensor:
+        """(batch, channels, samples) -> (batch, frames, 8): the strided convolution, compressed."""
         self.check_input(waveforms)
         encoded = torch.relu(self.encoder(waveforms)).transpose(1, 2)
-        output, _ = self.lstm(torch.log1p(encoded.abs() * 100))
+        return torch.log1p(encoded.abs() * 100)
+
+    def decode(self, features: torch.Tensor) -> torch.Tensor:
+        """(batch, frames, 8) -> logits (batch, frames, classes) or (batch, classes)."""
+        output, _ = self.lstm(features)
         logits = self.head(output)
         if self.specifications.resolution is Resolution.CHUNK:
             return logits.mean(dim=1)
         return logits
+
+    def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
+        """(batch, channels, samples) -> logits (batch, frames, classes) or (batch, classes)."""
+        return self.decode(self.encode(waveforms))
