@@ -270,6 +270,13 @@ class Inference:
         data = overlap_add(scores, starts, frames=frames, weights=weights, num_output_frames=num_output_frames)
         return SlidingWindowFeature(data.astype(np.float32), frames.sliding_window(), labels=labels)
 
+    def stream(self, sample_rate: Optional[int] = None):
+        """A :class:`~audiotask.inference.streaming.Stream` that scores audio pushed in blocks
+        (at ``sample_rate``, default the model's) as this object scores whole files."""
+        from audiotask.inference.streaming import Stream
+
+        return Stream(self, sample_rate)
+
     def __call__(self, file: AudioFile) -> SlidingWindowFeature:
         """Scores of a whole file: a path, a protocol file with "audio", or an in-memory
         ``{"waveform": (channels, samples), "sample_rate": int}`` (resampled to the model's rate).
