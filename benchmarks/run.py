@@ -1,6 +1,6 @@
 """Run the benchmarks (each in its own process) and print their figures.
 
-    .venv/bin/python benchmarks/run.py [--quick] [data] [prepare] [train] [cli_training] [inference] [onnx_inference]
+    .venv/bin/python benchmarks/run.py [--quick] [data] [prepare] [train] [cli_training] [inference]
         [clip_classification]
         [snr_estimation] [speaker_embedding]
 
@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("data", "prepare", "train", "cli_training", "inference", "onnx_inference", "clip_classification",
+BENCHMARKS = ("data", "prepare", "train", "cli_training", "inference", "clip_classification",
               "snr_estimation", "speaker_embedding")
 
 

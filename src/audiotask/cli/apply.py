@@ -32,10 +32,18 @@ A file that cannot be processed (undecodable, empty, with NaN or infinite sample
 stop the others: it is named on stderr, the outputs of the others are written, and the
 exit status is 1.
 
+Many files: the next files are decoded (and resampled) while the model runs on one, a
+progress bar counts files, and a last line says how many files and seconds of audio were
+processed, in how long (files/s, real-time factor). On a multi-core machine, --workers N
+shares the files among N processes, each loading the model once and taking cores / N
+threads; the outputs are those of one process on as many threads (torch on another number
+of threads may round a score's last bit differently).
+
 examples:
   audiotask apply run/model data/audio/test --output predictions --median-filter 0.45
   audiotask apply classifier/model clips/ --output predictions
   audiotask apply embedding/model audio/ --segments turns.rttm --output embeddings
+  audiotask apply run/model data/audio/ --output predictions --workers 4
 """
 
 from __future__ import annotations
@@ -82,6 +90,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            "speaker embedding models: half the chunk)")
     inference.add_argument("--batch-size", type=int, default=32, help="chunks per forward pass (default: %(default)s)")
     inference.add_argument("--device", help="e.g. cpu, cuda (default: cuda when available)")
+    inference.add_argument("--workers", type=int, default=1, metavar="N",
+                           help="processes sharing the files, each with the model and cores / N threads: for a "
+                           "multi-core machine (default: %(default)s, this process)")
     post = parser.add_argument_group("post-processing (scores -> events; detection models)")
     # None when not given: the tuned values of postprocessing.json then apply
     post.add_argument("--onset", type=float, help="activation threshold, in [0, 1] (default: the tuned ones of "
@@ -190,14 +201,15 @@ def load_model(path: Path):
         raise ValueError(one_line(f"cannot load the model {path}: {reason}")) from error
 
 
-def apply_to_file(inference, path: Path, options: dict):
-    """``(scores DataFrame, events)`` of one audio file; raises one of :data:`FILE_ERRORS` naming it."""
+def apply_to_file(inference, audio, options: dict):
+    """``(scores DataFrame, events)`` of one decoded file (``inference.reading.DecodedFile``),
+    up to its end; raises one of :data:`FILE_ERRORS`."""
     from audiotask.inference.aggregation import is_per_window, windows_to_timeline
     from audiotask.inference.formats import scores_to_dataframe
     from audiotask.inference.postprocessing import scores_to_events
 
-    end = inference.model.audio.get_duration(str(path))
-    file_scores = inference(str(path))
+    end = audio.duration
+    file_scores = inference(audio.file)
     if is_per_window(file_scores.sliding_window):
         # a chunk model's rows are overlapping windows, the last one running over zero
         # padding: a timeline of step-long cells stopping at the file's end replaces them
@@ -236,17 +248,29 @@ def refuse_other_options(args: argparse.Namespace, kind: str) -> None:
 
 
 def check_inputs(args: argparse.Namespace) -> None:
-    """Fail at once on a file an option names (--segments), not after the model ran."""
+    """Fail at once on a file an option names (--segments) or a --workers below 1, not after the model ran."""
     if args.segments is not None and not args.segments.is_file():
         raise CommandError(f"no such file: {args.segments}")
+    if args.workers < 1:
+        raise CommandError(f"--workers must be at least 1 (processes sharing the files), got {args.workers}")
+
+
+def throughput(files: int, seconds: float, elapsed: float) -> str:
+    """The last line of apply: ``files`` processed, holding ``seconds`` of audio, in ``elapsed`` seconds."""
+    line = f"{files} file{'s' * (files != 1)} ({seconds:.1f} s of audio) in {elapsed:.1f} s: " \
+           f"{files / max(elapsed, 1e-9):.1f} files/s"
+    return line + (f", real-time factor {elapsed / seconds:.4f}" if seconds > 0 else "")
 
 
 def run(args: argparse.Namespace) -> int:
+    import time
+    from dataclasses import replace
+
     import torch
     from tqdm.auto import tqdm
 
+    from audiotask.cli.apply_files import Setup, process_files, process_in_workers
     from audiotask.cli.apply_outputs import OUTPUTS, EventOutputs
-    from audiotask.inference.inference import Inference
 
     options = postprocessing_options(args)
     check_inputs(args)
@@ -261,23 +285,34 @@ def run(args: argparse.Namespace) -> int:
     kind_outputs = OUTPUTS.get(kind, EventOutputs)
     step = kind_outputs.default_step(model.specifications) if args.step is None else args.step
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    setup = Setup(args, kind_outputs, options, step, device)
+    workers = min(args.workers, len(files))
     try:
-        inference = Inference(model, step=step, batch_size=args.batch_size, device=device)
+        # with workers, this process's model only checks the options and writes: no GPU for it
+        outputs = (setup if workers == 1 else replace(setup, device="cpu")).build(model)
     except ValueError as error:  # --step outside (0, chunk duration], --batch-size < 1
         raise CommandError(str(error)) from None
-    outputs = kind_outputs(args, inference, options)
+    start = time.perf_counter()
+    outcomes = process_files(outputs, enumerate(files)) if workers == 1 else process_in_workers(setup, files, workers)
     # one file that cannot be processed must not cost the others their outputs
-    results, failed = {}, {}
-    for path in tqdm(files, desc="Files", unit="file", disable=not args.progress):
-        try:
-            results[path.name] = outputs.process(path)
-        except FILE_ERRORS as error:
-            failed[path] = file_problem(path, error)
-            tqdm.write(f"audiotask apply: failed: {failed[path]}", file=sys.stderr)
+    results, failed, seconds = {}, {}, 0.0
+    with tqdm(total=len(files), desc="Files", unit="file", disable=not args.progress) as progress:
+        for outcome in outcomes:
+            path = files[outcome.index]
+            if outcome.problem is None:
+                results[outcome.index], seconds = outcome.result, seconds + outcome.seconds
+            else:
+                failed[path] = outcome.problem
+                tqdm.write(f"audiotask apply: failed: {failed[path]}", file=sys.stderr)
+            progress.update()
+    elapsed = time.perf_counter() - start
+    # in the order of the files, whichever worker finished first
+    results = {files[index].name: results[index] for index in sorted(results)}
     if results:
         args.output.mkdir(parents=True, exist_ok=True)
         for line in outputs.write(args.output, results):
             print(line)
+        print(throughput(len(results), seconds, elapsed))
     if failed:
         written = f"outputs written for the other {len(results)}" if results else "nothing written"
         print(f"audiotask apply: {len(failed)} of {len(files)} files failed; {written}", file=sys.stderr)

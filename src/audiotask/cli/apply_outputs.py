@@ -1,10 +1,12 @@
 """What ``audiotask apply`` computes for each file, and writes, for each kind of model.
 
 The kind is the task a model was trained for (its ``specifications.extra["task"]``): one
-class here per kind, each with ``process(path)`` (one file's result; raises one of
-``apply.FILE_ERRORS`` for a file it cannot process) and ``write(output, results)`` (every
-file's result at once; returns the lines that say what was written). Models of the
-detection tasks carry no task name: they get :class:`EventOutputs`, apply's original outputs.
+class here per kind, each with ``read(path)`` (what the model needs of a file, decoded: run
+in apply's read-ahead thread, so it touches nothing the model uses), ``process(path, audio)``
+(one file's result from what ``read`` gave; raises one of ``apply.FILE_ERRORS`` for a file
+it cannot process) and ``write(output, results)`` (every file's result at once; returns the
+lines that say what was written). Models of the detection tasks carry no task name: they
+get :class:`EventOutputs`, apply's original outputs.
 
 Only light modules at the top level (see ``cli/main.py``).
 """
@@ -14,10 +16,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 from audiotask.cli.common import CommandError
 from audiotask.protocols.uris import uri_of
+
+if TYPE_CHECKING:
+    from audiotask.inference.reading import DecodedFile
 
 
 class Outputs:
@@ -44,7 +49,17 @@ class Outputs:
         """Hop between windows (seconds) without --step; None: ``Inference``'s default."""
         return None
 
-    def process(self, path: Path) -> Any:
+    def read(self, path: Path) -> Optional[DecodedFile]:
+        """``path`` decoded at the model's rate; None when ``process`` needs nothing of it.
+
+        ``AudioError`` naming the file when it cannot be decoded, is empty or not finite.
+        """
+        from audiotask.inference.reading import decode_file
+
+        return decode_file(path, self.inference.sample_rate)
+
+    def process(self, path: Path, audio: Optional[DecodedFile]) -> Any:
+        """The result of ``path``, of which ``audio`` is what :meth:`read` gave."""
         raise NotImplementedError
 
     def write(self, output: Path, results: Mapping[str, Any]) -> list[str]:
@@ -55,11 +70,11 @@ class Outputs:
 class EventOutputs(Outputs):
     """Frame scores (sed_scores_eval TSV, one per file) and detected events (DCASE TSV or RTTM)."""
 
-    def process(self, path: Path):
+    def process(self, path: Path, audio: DecodedFile):
         """``(scores DataFrame, events)`` of one file (see ``apply.apply_to_file``)."""
         from audiotask.cli.apply import apply_to_file
 
-        return apply_to_file(self.inference, path, self.postprocessing)
+        return apply_to_file(self.inference, audio, self.postprocessing)
 
     def write(self, output: Path, results: Mapping[str, Any]) -> list[str]:
         from audiotask.inference.formats import write_events_tsv, write_rttm, write_scores
@@ -84,10 +99,10 @@ class ClassificationOutputs(Outputs):
 
     task = "audio-classification"
 
-    def process(self, path: Path):
+    def process(self, path: Path, audio: DecodedFile):
         from audiotask.inference.clips import clip_scores
 
-        return clip_scores(self.inference, str(path))
+        return clip_scores(self.inference, audio.file)
 
     def write(self, output: Path, results: Mapping[str, Any]) -> list[str]:
         from audiotask.inference.formats import write_clip_scores
@@ -105,10 +120,10 @@ class TaggingOutputs(Outputs):
 
     task = "audio-tagging"
 
-    def process(self, path: Path):
+    def process(self, path: Path, audio: DecodedFile):
         from audiotask.inference.clips import clip_scores
 
-        return clip_scores(self.inference, str(path))
+        return clip_scores(self.inference, audio.file)
 
     def write(self, output: Path, results: Mapping[str, Any]) -> list[str]:
         from audiotask.inference.formats import write_clip_scores, write_tags_tsv
@@ -129,11 +144,10 @@ class SNROutputs(Outputs):
 
     task = "snr-estimation"
 
-    def process(self, path: Path):
+    def process(self, path: Path, audio: DecodedFile):
         from audiotask.inference.formats import scores_to_dataframe
 
-        end = self.inference.model.audio.get_duration(str(path))
-        return scores_to_dataframe(self.inference(str(path)), end=end)
+        return scores_to_dataframe(self.inference(audio.file), end=audio.duration)
 
     def write(self, output: Path, results: Mapping[str, Any]) -> list[str]:
         import numpy as np
@@ -166,16 +180,23 @@ class EmbeddingOutputs(Outputs):
 
         return EMBEDDING_STEP * specifications.duration
 
-    def process(self, path: Path) -> dict:
+    def read(self, path: Path) -> Optional[DecodedFile]:
+        # a file without a turn in --segments gets no embedding: it is not even decoded
+        if self.segments is not None and not self.segments.get(uri_of(path.name)):
+            return None
+        return super().read(path)
+
+    def process(self, path: Path, audio: Optional[DecodedFile]) -> dict:
         from audiotask.inference.embeddings import file_embedding, segment_embeddings
 
         uri = uri_of(path.name)
         if self.segments is None:
-            return {uri: file_embedding(self.inference, str(path))}
+            return {uri: file_embedding(self.inference, audio.file)}
         segments = self.segments.get(uri, [])
         if not segments:
             return {}
-        vectors = segment_embeddings(self.inference, str(path), segments)
+        # the whole file, decoded ahead, is cut into its turns in memory
+        vectors = segment_embeddings(self.inference, audio.file, segments)
         return {segment_key(uri, start, end): vector for (start, end), vector in zip(segments, vectors)}
 
     def write(self, output: Path, results: Mapping[str, Any]) -> list[str]:

@@ -35,6 +35,15 @@ def audio_path(file: AudioFile) -> Optional[Path]:
     raise AudioError(f"Audio: file {dict(file)!r} has neither 'audio' nor 'waveform'.")
 
 
+def audio_name(file: AudioFile) -> str:
+    """How messages name ``file``: its path; for an in-memory waveform, the path it was read
+    from when it carries one under "audio", else "in-memory waveform"."""
+    path = audio_path(file)
+    if path is not None:
+        return str(path)
+    return str(file["audio"]) if "audio" in file else "in-memory waveform"
+
+
 def to_mono(samples: np.ndarray) -> np.ndarray:
     """``(samples, channels)`` -> ``(samples,)`` by averaging channels."""
     return samples.mean(axis=1) if samples.ndim == 2 else samples

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from audiotask.core.audio import AudioFile, audio_path, check_samples
+from audiotask.core.audio import AudioFile, audio_name, check_samples
 from audiotask.core.frames import seconds_to_samples
 from audiotask.core.model import Model
 from audiotask.core.specifications import Problem
@@ -88,8 +88,7 @@ def file_embedding(inference_or_model: Union[Inference, Model, str, Path], file:
     """
     inference = embedding_inference(inference_or_model)
     waveform, _ = inference.model.audio(file)
-    path = audio_path(file)
-    check_samples(waveform, "in-memory waveform" if path is None else str(path))
+    check_samples(waveform, audio_name(file))
     return waveform_embedding(inference, waveform)
 
 
@@ -103,8 +102,7 @@ def segment_embeddings(
     """
     inference = embedding_inference(inference_or_model)
     waveform, sample_rate = inference.model.audio(file)
-    path = audio_path(file)
-    name = "in-memory waveform" if path is None else str(path)
+    name = audio_name(file)
     check_samples(waveform, name)
     rows = []
     for start, end in segments:

@@ -96,8 +96,9 @@ class Inference:
         Show a tqdm progress bar over batches.
     shared_encoder : bool, optional
         Encode each file once and decode windows of its encoded frames (see the module's
-        docstring); by default whenever the model splits into ``encode`` / ``decode``.
-        False: every chunk goes through the whole model, as in training.
+        docstring); by default whenever the model splits into ``encode`` / ``decode`` and
+        the step is a whole number of its frames (always for FRAME models; a CHUNK model's
+        step is not rounded). False: every chunk goes through the whole model, as in training.
     """
 
     def __init__(
@@ -127,17 +128,21 @@ class Inference:
         self.progress = progress
         if shared_encoder and not shares_encoder(model):
             raise ValueError(f"Inference: {type(model).__name__} does not split into encode / decode (shared_encoder).")
-        self.shared_encoder = shares_encoder(model) if shared_encoder is None else bool(shared_encoder)
         self.chunk_samples = seconds_to_samples(self.duration, self.sample_rate)
         self.step_samples = self._resolve_step(step)
+        # windows of encoded frames start on the frame grid: a CHUNK model's step may not
+        on_grid = shares_encoder(model) and self.step_samples % model.frame_hop == 0
+        if shared_encoder and not on_grid:
+            raise ValueError(f"Inference: shared_encoder needs a step of whole {model.frame_hop}-sample frames, "
+                             f"got {self.step_samples} samples.")
+        self.shared_encoder = on_grid if shared_encoder is None else bool(shared_encoder)
         self.step = self.step_samples / self.sample_rate
         if self.is_frame:
             # fail now, not after the first file, on a bad window name
             frame_weights(1, frames=model.frames, duration=self.duration, window=window)
 
     def _resolve_step(self, step: Optional[float]) -> int:
-        # windows of encoded frames start on the frame grid, whatever the resolution
-        hop = self.model.frame_hop if self.is_frame or self.shared_encoder else None
+        hop = self.model.frames.hop_samples if self.is_frame else None
         if step is None:
             return step_in_samples(
                 default_step(self.duration, self.specifications.warm_up),

@@ -19,7 +19,7 @@ real DFT written as a strided convolution (:func:`dft_log_mel_spectrogram`) comp
 log-mel (within float32 rounding) with operators every exporter and runtime has, and
 onnxruntime runs it faster than its own ``STFT`` operator (0.15 s against 0.21 s for a
 batch of 32 two-second chunks through the default CRNN, one thread; end-to-end figures:
-benchmarks/onnx_inference.py).
+benchmarks/inference.py).
 """
 
 from __future__ import annotations
