@@ -69,7 +69,7 @@ def exported(model: Path) -> Path:
     folder = model.parent / "onnx-export"
     if not (folder / "audiotask.json").is_file():
         from audiotask.inference.inference import load_for_inference
-        from audiotask.inference.onnx import export_onnx
+        from audiotask.inference.onnx_export import export_onnx
 
         export_onnx(load_for_inference(model), folder)
     return folder

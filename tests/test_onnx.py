@@ -14,7 +14,8 @@ pytest.importorskip("onnxruntime")
 from audiotask.cli.main import main  # noqa: E402
 from audiotask.core.specifications import Problem, Resolution, Specifications  # noqa: E402
 from audiotask.inference.inference import Inference  # noqa: E402
-from audiotask.inference.onnx import DECODER_GRAPH, ENCODER_GRAPH, GRAPH, OnnxModel, dft_log_mel_spectrogram, dft_basis, export_onnx  # noqa: E402
+from audiotask.inference.onnx import DECODER_GRAPH, ENCODER_GRAPH, GRAPH, OnnxModel  # noqa: E402
+from audiotask.inference.onnx_export import dft_basis, dft_log_mel_spectrogram, export_onnx  # noqa: E402
 from audiotask.models import CRNN  # noqa: E402
 from audiotask.models.features import LogMel  # noqa: E402
 from audiotask.testing.dummies import make_clip  # noqa: E402
@@ -191,3 +192,16 @@ def test_an_unknown_export_format_is_refused_in_one_line(tmp_path, capsys):
     assert last.startswith("audiotask export: error: argument --format: invalid choice: 'tflite' (choose from")
     assert "onnx" in last
     assert not (tmp_path / "export").exists()
+
+
+def test_inference_on_an_export_imports_neither_the_models_nor_lightning(exported, recording):
+    """An export's point is to run without the training stack: seconds of start-up, ~200 MB."""
+    import subprocess
+    import sys
+
+    _, folder = exported
+    code = ("import sys; from audiotask.inference.inference import Inference; "
+            f"Inference({str(folder)!r})({str(recording)!r}); "
+            "print(sorted(m for m in ('lightning', 'audiotask.core.model', 'audiotask.models') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

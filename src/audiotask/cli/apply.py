@@ -187,7 +187,7 @@ def load_model(path: Path):
     """
     import pickle
 
-    from audiotask.core.model import MANIFEST
+    from audiotask.core.manifest import MANIFEST
     from audiotask.inference.inference import load_for_inference
 
     if not path.exists():

@@ -45,7 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from audiotask.cli.apply import load_model
-    from audiotask.inference.onnx import GRAPH, OPSET, export_onnx, is_onnx_export
+    from audiotask.inference.onnx import GRAPH, is_onnx_export
+    from audiotask.inference.onnx_export import OPSET, export_onnx
 
     if is_onnx_export(args.model):
         raise CommandError(f"{args.model} is already an ONNX export: export the model folder it was made from")

@@ -17,11 +17,10 @@ import torch
 
 from audiotask.core.audio import Audio
 from audiotask.core.frames import Frames
+from audiotask.core.manifest import MANIFEST, WEIGHTS
 from audiotask.core.objectives import activation
 from audiotask.core.specifications import Specifications
 
-MANIFEST = "audiotask.json"
-WEIGHTS = "model.safetensors"
 #: prefix of the modules a task adds for training only (see ``Model.add_training_head``):
 #: checkpoints hold them, saved models do not
 TRAINING_HEADS = "training_heads."

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import warnings
 from pathlib import Path
-from typing import Optional, Tuple, Union
+from typing import TYPE_CHECKING, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -26,9 +26,12 @@ from pyannote.core import SlidingWindow, SlidingWindowFeature
 
 from audiotask.core.audio import AudioFile, audio_path, check_samples
 from audiotask.core.frames import seconds_to_samples
-from audiotask.core.model import Model
 from audiotask.core.specifications import Resolution
 from audiotask.inference.aggregation import chunk_starts, frame_weights, overlap_add
+
+if TYPE_CHECKING:
+    from audiotask.core.model import Model
+    from audiotask.inference.onnx import OnnxModel
 
 
 def default_step(duration: float, warm_up: Tuple[float, float] = (0.0, 0.0)) -> float:
@@ -56,7 +59,7 @@ def step_in_samples(step: float, *, sample_rate: int, hop_samples: Optional[int]
 
 #: seconds of audio encoded at once when a file is encoded whole (see ``Model.encode``):
 #: bounds the memory of long files, at no cost in speed (encoder frames are exact across blocks)
-ENCODER_BLOCK_SECONDS = 20.0
+ENCODER_BLOCK_SECONDS = 10.0
 
 
 def shares_encoder(model) -> bool:
@@ -69,7 +72,12 @@ def load_for_inference(path: Union[str, Path]):
     export, else :meth:`Model.from_pretrained`'s."""
     from audiotask.inference.onnx import OnnxModel, is_onnx_export
 
-    return OnnxModel(path) if is_onnx_export(path) else Model.from_pretrained(path)
+    if is_onnx_export(path):
+        return OnnxModel(path)
+    # imported here: an export's inference does without the model classes and Lightning
+    from audiotask.core.model import Model
+
+    return Model.from_pretrained(path)
 
 
 class Inference:
@@ -103,7 +111,7 @@ class Inference:
 
     def __init__(
         self,
-        model: Union[Model, str, Path],
+        model: Union["Model", "OnnxModel", str, Path],
         *,
         step: Optional[float] = None,
         window: str = "hamming",

@@ -169,7 +169,7 @@ class PostProcessing:
 
 def _model_classes(model_dir: Path) -> Optional[list[str]]:
     """The classes of the saved model in ``model_dir`` (its JSON manifest); None without one."""
-    from audiotask.core.model import MANIFEST
+    from audiotask.core.manifest import MANIFEST
 
     try:
         manifest = json.loads((model_dir / MANIFEST).read_text(encoding="utf-8"))
