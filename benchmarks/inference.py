@@ -80,19 +80,6 @@ def benchmark_files() -> list[Path]:
     return [path for path in sorted(DEBUG_SPEECH.glob("*.wav")) if path.stem not in ("empty", "sample")]
 
 
-def streamed(inference, path: Path):
-    """Scores of ``path`` pushed into a stream in blocks of :data:`STREAM_BLOCK` seconds, as read."""
-    import soundfile
-
-    from audiotask.inference.streaming import concatenate
-
-    info = soundfile.info(str(path))
-    stream = inference.stream(info.samplerate)
-    pieces = [stream.push(block.T) for block in soundfile.blocks(str(path), blocksize=int(STREAM_BLOCK * info.samplerate),
-                                                                 dtype="float32", always_2d=True)]
-    return concatenate(pieces + [stream.close()])
-
-
 def best_pass(score, files: list[Path], repeat: int) -> tuple[float, dict]:
     """Fastest of ``repeat`` passes of ``score`` over ``files``: (seconds, {uri: scores})."""
     best, scores = float("inf"), {}
@@ -120,7 +107,14 @@ def measure(model: Path, engine: str, threads: int, step: float | None, repeat: 
     audio_seconds = {path: soundfile.info(str(path)).duration for path in files}
     options = {"shared_encoder": False} if engine == "chunks" else {}
     inference = Inference(model, step=step, **options)
-    score = (lambda path: streamed(inference, path)) if engine == "stream" else (lambda path: inference(str(path)))
+    if engine == "stream":
+        from audiotask.inference.streaming import stream_file
+
+        def score(path):
+            return stream_file(inference, path, STREAM_BLOCK)
+    else:
+        def score(path):
+            return inference(str(path))
     score(files[0])  # warm-up: first calls allocate and pick kernels
     file_seconds, _ = best_pass(score, one_file, repeat)
     seconds, scores = best_pass(score, files, repeat)

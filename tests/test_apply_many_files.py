@@ -213,3 +213,31 @@ def test_an_error_no_file_caused_is_raised_in_apply_with_the_workers_traceback(m
         list(process_in_workers(Setup(args, EventOutputs, {}, None, "cpu"), sorted(folder.iterdir()), 2))
     assert isinstance(raised.value.__cause__, WorkerTraceback)
     assert "load_model" in str(raised.value.__cause__)
+
+
+# ---- --stream ---------------------------------------------------------------------------------
+def test_stream_writes_the_offline_outputs_and_says_its_latency(model, folder, tmp_path, capsys):
+    import pandas as pd
+
+    capsys.readouterr()
+    assert apply(model, folder, tmp_path / "offline", "--onset", "0.3") == 1
+    capsys.readouterr()
+    assert apply(model, folder, tmp_path / "stream", "--onset", "0.3", "--stream", "--block", "0.3") == 1
+    out = capsys.readouterr().out.splitlines()
+    # the Debug model's 2-s window of 16-ms frames, its encoder reading its own frame only
+    assert out[0] == "streamed in blocks of 0.3 s: each score out at most 1.98 s after its frame ends (plus one block)"
+    assert THROUGHPUT.match(out[-1]).group(1) == "3"
+    assert (tmp_path / "stream" / "detections.tsv").read_text() == (tmp_path / "offline" / "detections.tsv").read_text()
+    for name in FILES:  # b.wav is resampled block by block: soxr's stream, within its rounding
+        streamed = pd.read_csv(tmp_path / "stream" / "scores" / name.replace(".wav", ".tsv"), sep="\t")
+        offline = pd.read_csv(tmp_path / "offline" / "scores" / name.replace(".wav", ".tsv"), sep="\t")
+        assert streamed.shape == offline.shape
+        np.testing.assert_allclose(streamed.to_numpy(), offline.to_numpy(), atol=1e-3)
+
+
+def test_stream_options_are_checked_in_one_line(model, folder, tmp_path, capsys):
+    capsys.readouterr()
+    assert apply(model, folder, tmp_path / "out", "--block", "0.5") == 2
+    assert stderr_lines(capsys) == ["audiotask apply: error: --block is the block size of --stream: give --stream too"]
+    assert apply(model, folder, tmp_path / "out", "--stream", "--block", "0") == 2
+    assert "--block must be a positive number of seconds, got 0.0" in stderr_lines(capsys)[0]

@@ -62,6 +62,8 @@ DEFAULT_ONSET = 0.5
 DEFAULT_MEDIAN_FILTER = 0.0
 #: the options that set what `audiotask tune` tunes: any of them given, the tuned values are not used
 TUNED_OPTIONS = ("onset", "offset", "median_filter")
+#: seconds of audio per block of --stream
+DEFAULT_BLOCK = 0.5
 #: the kind of the models without a task name in their specifications: the detection tasks'
 EVENTS = "events"
 #: options that only some models take: dest -> (flag, the kinds of model that take it: task
@@ -74,6 +76,8 @@ MODEL_OPTIONS = {
     "min_duration_on": ("--min-duration-on", (EVENTS,)),
     "min_duration_off": ("--min-duration-off", (EVENTS,)),
     "format": ("--format", (EVENTS,)),
+    "stream": ("--stream", (EVENTS,)),
+    "block": ("--block", (EVENTS,)),
     "segments": ("--segments", ("speaker-embedding",)),
     "embedding_format": ("--embedding-format", ("speaker-embedding",)),
 }
@@ -93,6 +97,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     inference.add_argument("--workers", type=int, default=1, metavar="N",
                            help="processes sharing the files, each with the model and cores / N threads: for a "
                            "multi-core machine (default: %(default)s, this process)")
+    inference.add_argument("--stream", action="store_true", default=None,
+                           help="detection models: read each file in blocks and score them as they arrive "
+                           "(Inference.stream: the scores of offline inference, at a fixed latency, printed)")
+    inference.add_argument("--block", type=float, metavar="SECONDS",
+                           help=f"with --stream, seconds of audio per block (default: {DEFAULT_BLOCK})")
     post = parser.add_argument_group("post-processing (scores -> events; detection models)")
     # None when not given: the tuned values of postprocessing.json then apply
     post.add_argument("--onset", type=float, help="activation threshold, in [0, 1] (default: the tuned ones of "
@@ -204,12 +213,23 @@ def load_model(path: Path):
 def apply_to_file(inference, audio, options: dict):
     """``(scores DataFrame, events)`` of one decoded file (``inference.reading.DecodedFile``),
     up to its end; raises one of :data:`FILE_ERRORS`."""
+    return scores_and_events(inference(audio.file), audio.duration, options)
+
+
+def apply_to_stream(inference, path: Path, options: dict, block: float):
+    """As :func:`apply_to_file`, the file read and scored block by block (``--stream``)."""
+    from audiotask.inference.streaming import stream_file
+
+    scores = stream_file(inference, path, block)
+    return scores_and_events(scores, inference.model.audio.get_duration(str(path)), options)
+
+
+def scores_and_events(file_scores, end: float, options: dict):
+    """``(scores DataFrame, events)`` of a file's scores up to its ``end`` (seconds)."""
     from audiotask.inference.aggregation import is_per_window, windows_to_timeline
     from audiotask.inference.formats import scores_to_dataframe
     from audiotask.inference.postprocessing import scores_to_events
 
-    end = audio.duration
-    file_scores = inference(audio.file)
     if is_per_window(file_scores.sliding_window):
         # a chunk model's rows are overlapping windows, the last one running over zero
         # padding: a timeline of step-long cells stopping at the file's end replaces them
@@ -253,6 +273,10 @@ def check_inputs(args: argparse.Namespace) -> None:
         raise CommandError(f"no such file: {args.segments}")
     if args.workers < 1:
         raise CommandError(f"--workers must be at least 1 (processes sharing the files), got {args.workers}")
+    if args.block is not None and not args.stream:
+        raise CommandError("--block is the block size of --stream: give --stream too")
+    if args.block is not None and not args.block > 0:
+        raise CommandError(f"--block must be a positive number of seconds, got {args.block}")
 
 
 def throughput(files: int, seconds: float, elapsed: float) -> str:
@@ -280,6 +304,7 @@ def run(args: argparse.Namespace) -> int:
     refuse_other_options(args, kind)
     args.format = args.format or "tsv"
     args.embedding_format = args.embedding_format or "safetensors"
+    args.block = args.block or DEFAULT_BLOCK
     if kind == EVENTS:
         options = with_tuned_values(args, options, model.specifications.classes)
     kind_outputs = OUTPUTS.get(kind, EventOutputs)

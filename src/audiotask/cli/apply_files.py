@@ -52,7 +52,7 @@ def process_files(outputs, files: Iterable[tuple[int, Path]]) -> Iterator[Outcom
         except FILE_ERRORS as error:
             yield Outcome(index, problem=file_problem(path, error))
             continue
-        yield Outcome(index, result, 0.0 if audio is None else audio.duration)
+        yield Outcome(index, result, audio.duration if audio is not None else outputs.seconds_read(path))
 
 
 @dataclass(frozen=True)

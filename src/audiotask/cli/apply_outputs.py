@@ -62,6 +62,10 @@ class Outputs:
         """The result of ``path``, of which ``audio`` is what :meth:`read` gave."""
         raise NotImplementedError
 
+    def seconds_read(self, path: Path) -> float:
+        """Seconds of audio :meth:`process` read of ``path`` when :meth:`read` gave None."""
+        return 0.0
+
     def write(self, output: Path, results: Mapping[str, Any]) -> list[str]:
         """Write ``{filename: process's result}`` under ``output``; the lines naming what was written."""
         raise NotImplementedError
@@ -70,10 +74,20 @@ class Outputs:
 class EventOutputs(Outputs):
     """Frame scores (sed_scores_eval TSV, one per file) and detected events (DCASE TSV or RTTM)."""
 
-    def process(self, path: Path, audio: DecodedFile):
-        """``(scores DataFrame, events)`` of one file (see ``apply.apply_to_file``)."""
-        from audiotask.cli.apply import apply_to_file
+    def read(self, path: Path) -> Optional[DecodedFile]:
+        # --stream reads the file block by block as it scores it
+        return None if self.args.stream else super().read(path)
 
+    def seconds_read(self, path: Path) -> float:
+        # --stream: the whole file, from its header
+        return self.inference.model.audio.get_duration(str(path))
+
+    def process(self, path: Path, audio: Optional[DecodedFile]):
+        """``(scores DataFrame, events)`` of one file (see ``apply.apply_to_file``)."""
+        from audiotask.cli.apply import apply_to_file, apply_to_stream
+
+        if self.args.stream:
+            return apply_to_stream(self.inference, path, self.postprocessing, self.args.block)
         return apply_to_file(self.inference, audio, self.postprocessing)
 
     def write(self, output: Path, results: Mapping[str, Any]) -> list[str]:
@@ -90,7 +104,9 @@ class EventOutputs(Outputs):
         else:
             detections = output / "detections.tsv"
             write_events_tsv(detections, events)
-        return [f"{sum(map(len, events.values()))} events in {len(scores)} files",
+        streamed = [f"streamed in blocks of {self.args.block:g} s: each score out at most "
+                    f"{self.inference.stream().latency:.2f} s after its frame ends (plus one block)"] * bool(self.args.stream)
+        return streamed + [f"{sum(map(len, events.values()))} events in {len(scores)} files",
                 f"scores:     {output / 'scores'}", f"detections: {detections}"]
 
 

@@ -236,6 +236,34 @@ class Stream:
             self.denominator = np.concatenate([self.denominator, np.zeros(missing)])
 
 
+def stream_file(inference, path, block: float) -> SlidingWindowFeature:
+    """Scores of the audio file ``path`` read in blocks of ``block`` seconds, each pushed into a
+    new stream as it is read (as audio arriving live would be): offline's scores of the file,
+    in memory bounded by the blocks and the window.
+
+    ``AudioError`` naming the file when it cannot be decoded or holds no sample.
+    """
+    import soundfile
+
+    if not block > 0:
+        raise ValueError(f"stream_file: block must be a positive number of seconds, got {block}.")
+    try:
+        with soundfile.SoundFile(str(path)) as handle:
+            sample_rate = handle.samplerate
+            stream = inference.stream(sample_rate)
+            size = max(1, int(round(block * sample_rate)))
+            pieces = [stream.push(samples.T) for samples in handle.blocks(blocksize=size, dtype="float32", always_2d=True)]
+    except (soundfile.LibsndfileError, RuntimeError) as error:
+        raise AudioError(f"Cannot decode audio file {path}: {error}") from None
+    except AudioError as error:  # a NaN block, named by its samples
+        raise AudioError(f"{path}: {error}") from None
+    try:
+        pieces.append(stream.close())
+    except AudioError:
+        raise AudioError(f"Audio file {path} has no sample.") from None
+    return concatenate(pieces)
+
+
 def concatenate(pieces: list[SlidingWindowFeature]) -> SlidingWindowFeature:
     """The pieces a :class:`Stream` returned, as one ``SlidingWindowFeature`` (offline's shape)."""
     pieces = [piece for piece in pieces if len(piece.data)] or pieces[-1:]
