@@ -1,4 +1,4 @@
-"""Hand-made protocols for exact tests."""
+"""Hand-made protocols for exact tests, and what the command-line tests share."""
 
 from pathlib import Path
 
@@ -39,3 +39,24 @@ def prepared(task):
     task.setup("fit")
     model.attach_specifications(task.specifications)
     return task
+
+
+def saved_debug_frame_model(folder: Path, classes) -> Path:
+    """A Debug frame model of 2-s chunks saved in ``folder`` (untrained: its scores are all
+    the command-line tests need)."""
+    import torch
+
+    from audiotask.core.specifications import Problem, Resolution, Specifications
+    from audiotask.models import Debug
+
+    torch.manual_seed(0)
+    debug = Debug(hidden_size=8)
+    debug.attach_specifications(Specifications(Problem.MULTI_LABEL_CLASSIFICATION, Resolution.FRAME, 2.0,
+                                               classes=list(classes)))
+    return debug.save_pretrained(folder / "model")
+
+
+def stderr_lines(capsys) -> list:
+    """What a command wrote on stderr, a line each, less dcase_util's pkg_resources
+    deprecation (which pytest's warning filters let through)."""
+    return [line for line in capsys.readouterr().err.splitlines() if line.strip() and "pkg_resources" not in line]

@@ -15,6 +15,7 @@ import torch
 from audiotask.cli.main import main
 from audiotask.core.audio import AudioError
 from audiotask.inference.reading import decode_file, read_ahead
+from helpers import saved_debug_frame_model, stderr_lines
 
 CLASSES = ["Cat", "Dog"]
 #: name -> (seconds, sample rate): one file resampled, one shorter than the model's chunk
@@ -23,22 +24,9 @@ THROUGHPUT = re.compile(r"^(\d+) files \((\d+\.\d) s of audio\) in \d+\.\d s: \d
                         r"real-time factor \d+\.\d{4}$")
 
 
-def stderr_lines(capsys):
-    # less dcase_util's pkg_resources deprecation, which pytest's warning filters let through
-    return [line for line in capsys.readouterr().err.splitlines() if line.strip() and "pkg_resources" not in line]
-
-
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    """A saved Debug frame model (untrained: its scores are all it takes here)."""
-    from audiotask.core.specifications import Problem, Resolution, Specifications
-    from audiotask.models import Debug
-
-    torch.manual_seed(0)
-    debug = Debug(hidden_size=8)
-    debug.attach_specifications(Specifications(Problem.MULTI_LABEL_CLASSIFICATION, Resolution.FRAME, 2.0,
-                                               classes=CLASSES))
-    return debug.save_pretrained(tmp_path_factory.mktemp("model") / "model")
+    return saved_debug_frame_model(tmp_path_factory.mktemp("model"), CLASSES)
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ import torch
 
 from audiotask.cli.common import CommandError, audio_extensions, find_audio_files
 from audiotask.cli.main import error_message, main
+from helpers import saved_debug_frame_model, stderr_lines
 
 SAMPLE_RATE = 16000
 CLASSES = ["Cat", "Dog"]
@@ -27,11 +28,6 @@ CLASSES = ["Cat", "Dog"]
 def read_tsv(path):
     with open(path, newline="") as handle:
         return list(csv.reader(handle, delimiter="\t"))
-
-
-def stderr_lines(capsys):
-    # less dcase_util's pkg_resources deprecation, which pytest's warning filters let through
-    return [line for line in capsys.readouterr().err.splitlines() if line.strip() and "pkg_resources" not in line]
 
 
 def without_pkg_resources(text):
@@ -44,15 +40,7 @@ def noise(seconds, seed=0):
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    """A saved Debug frame model (untrained: its scores are all it takes here)."""
-    from audiotask.core.specifications import Problem, Resolution, Specifications
-    from audiotask.models import Debug
-
-    torch.manual_seed(0)
-    debug = Debug(hidden_size=8)
-    debug.attach_specifications(Specifications(Problem.MULTI_LABEL_CLASSIFICATION, Resolution.FRAME, 2.0,
-                                               classes=CLASSES))
-    return debug.save_pretrained(tmp_path_factory.mktemp("model") / "model")
+    return saved_debug_frame_model(tmp_path_factory.mktemp("model"), CLASSES)
 
 
 @pytest.fixture
