@@ -5,8 +5,8 @@ batches of 32, validation every epoch), a budget of ``--steps`` optimiser steps.
 working tree and for the revision ``--against`` (default HEAD: the committed code, exported
 into a temporary folder), in one run:
 
-- bare step: the same model and trainer (``training.make_trainer``) fed a list of batches
-  built beforehand: no data loading, no validation;
+- bare step (the working tree's): the same model and trainer (``training.make_trainer``)
+  fed a list of batches built beforehand: no data loading, no validation;
 - `audiotask train` with its default dataloader workers, and with ``--num-workers`` 0 and 1.
 
 Every run is a process of its own, started through a wrapper that adds the same timing
@@ -222,11 +222,12 @@ def main() -> None:
             trees.insert(0, (args.against, str(export_revision(args.against, work / "before"))))
         # the first run prepares the cache (metadata, decoded audio): done before timing
         measure("", ["--num-workers", "0"], 1, work)
-        rows, speed_lines = [], []
+        # the bare step, with the working tree's trainer: what the command line should cost;
+        # an older revision may lack the functions that build it
+        bare = measure("", [], steps, work, bare=True)
+        bare_per_step = per_step(bare)
+        rows, speed_lines = [row("bare step (batches built before), working tree", bare, bare_per_step)], []
         for label, src in trees:
-            bare = measure(src, [], steps, work, bare=True)
-            bare_per_step = per_step(bare)
-            rows.append(row(f"{label}: bare step (batches built before)", bare, bare_per_step))
             default = measure(src, [], steps, work)
             runs = [(f"CLI, default workers ({default['workers']})", default)]
             runs += [(f"CLI, --num-workers {n}", measure(src, ["--num-workers", str(n)], steps, work))
