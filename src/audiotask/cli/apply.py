@@ -39,6 +39,10 @@ shares the files among N processes, each loading the model once and taking cores
 threads; the outputs are those of one process on as many threads (torch on another number
 of threads may round a score's last bit differently).
 
+--stream (detection models): each file is read block by block (--block seconds) and scored
+as the blocks arrive, as live audio would be (Inference.stream); the outputs are those of
+offline apply, and a line says the latency: how long after a frame ends its score is out.
+
 examples:
   audiotask apply run/model data/audio/test --output predictions --median-filter 0.45
   audiotask apply classifier/model clips/ --output predictions
