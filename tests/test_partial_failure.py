@@ -59,16 +59,19 @@ def mixed_folder(tmp_path):
 
 
 # ---- apply: every file it can --------------------------------------------------------------
-def test_apply_writes_the_files_it_can_and_names_each_one_it_cannot(model, mixed_folder, tmp_path, capsys):
+@pytest.mark.parametrize("stream", [False, True], ids=["offline", "stream"])
+def test_apply_writes_the_files_it_can_and_names_each_one_it_cannot(model, mixed_folder, tmp_path, capsys, stream):
     out, alone = tmp_path / "out", tmp_path / "alone"
-    arguments = ["--onset", "0.3", "--no-progress"]
+    # streamed in blocks of 0.5 s: the bad samples (1000 to 1010) are in the first block
+    arguments = ["--onset", "0.3", "--no-progress"] + ["--stream"] * stream
     assert main(["apply", str(model), str(mixed_folder), "--output", str(out), *arguments]) == 1
     errors = stderr_lines(capsys)
+    non_finite = "samples 0-8000 of the stream: 10 of 8000" if stream else "10 of 48000"
     expected = {
         "corrupt.wav": "Cannot decode audio file",
         "empty.wav": "empty audio file",
-        "nan.wav": "10 of 48000 samples are NaN or infinite",
-        "infinite.flac.wav": "10 of 48000 samples are NaN or infinite",
+        "nan.wav": f"{non_finite} samples are NaN or infinite",
+        "infinite.flac.wav": f"{non_finite} samples are NaN or infinite",
     }
     for name, problem in expected.items():
         [line] = [line for line in errors if str(mixed_folder / name) in line]

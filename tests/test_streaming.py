@@ -116,10 +116,10 @@ def test_stereo_blocks_are_averaged_like_files():
 def test_stream_refuses_bad_use():
     inference = Inference(debug_model())
     stream = inference.stream()
-    with pytest.raises(AudioError, match="no sample"):
+    with pytest.raises(AudioError, match="empty stream"):
         stream.close()
     stream = inference.stream()
-    with pytest.raises(AudioError, match="NaN"):
+    with pytest.raises(AudioError, match="samples 0-2 of the stream: 1 of 2 samples are NaN or infinite"):
         stream.push(np.array([0.0, np.nan], dtype=np.float32))
     stream.push(np.zeros(100, dtype=np.float32))
     stream.close()

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from pyannote.core import SlidingWindow, SlidingWindowFeature
 
-from audiotask.core.audio import AudioError
+from audiotask.core.audio import AudioError, refuse_nonfinite
 from audiotask.inference.aggregation import chunk_starts, frame_weights
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
@@ -106,7 +106,7 @@ class Stream:
             self._append(self._resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
         self.closed = True
         if self.received == 0:
-            raise AudioError("Stream: no sample was pushed.")
+            raise AudioError("empty stream: no sample was pushed")
         return self._advance(end=self.received)
 
     def _mono(self, samples: ArrayLike) -> np.ndarray:
@@ -116,9 +116,8 @@ class Stream:
         array = array.astype(np.float32, copy=False)
         if array.ndim == 2:
             array = array.mean(axis=0)
-        if not np.all(np.isfinite(array)):
-            raise AudioError(f"Stream: block of samples {self.received}-{self.received + len(array)} "
-                             "has NaN or infinite samples.")
+        # the stream's name for the block: the samples it holds, counted from the stream's start
+        refuse_nonfinite(array, f"samples {self.received}-{self.received + len(array)} of the stream")
         return array
 
     def _append(self, block: np.ndarray) -> None:
@@ -249,18 +248,17 @@ def stream_file(inference, path, block: float) -> SlidingWindowFeature:
         raise ValueError(f"stream_file: block must be a positive number of seconds, got {block}.")
     try:
         with soundfile.SoundFile(str(path)) as handle:
-            sample_rate = handle.samplerate
-            stream = inference.stream(sample_rate)
-            size = max(1, int(round(block * sample_rate)))
+            stream = inference.stream(handle.samplerate)
+            size = max(1, int(round(block * handle.samplerate)))
             pieces = [stream.push(samples.T) for samples in handle.blocks(blocksize=size, dtype="float32", always_2d=True)]
+            empty = handle.frames == 0
     except (soundfile.LibsndfileError, RuntimeError) as error:
         raise AudioError(f"Cannot decode audio file {path}: {error}") from None
     except AudioError as error:  # a NaN block, named by its samples
         raise AudioError(f"{path}: {error}") from None
-    try:
-        pieces.append(stream.close())
-    except AudioError:
-        raise AudioError(f"Audio file {path} has no sample.") from None
+    if empty:
+        raise AudioError(f"empty audio file: {path}")  # check_samples's words, as offline
+    pieces.append(stream.close())
     return concatenate(pieces)
 
 
