@@ -145,14 +145,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     recipe.add_argument("--kind-proportions", metavar="KIND=SHARE,...",
                         help="shares of strongly labelled, weakly labelled and unlabelled files in each batch "
                         "(default: strong=1,weak=1,none=2, as DCASE's baseline)")
-    recipe.add_argument("--augmentation-option", action="append", metavar="KEY=VALUE",
+    # dest: the constructor keyword of TASK_OPTIONS (without it, argparse's "augmentation_option"
+    # is never looked up and the option is silently ignored)
+    recipe.add_argument("--augmentation-option", action="append", dest="augmentation", metavar="KEY=VALUE",
                         help="augmentation setting (repeatable): mixup=0.5, filter_augment=true, frequency_masks=0, "
                         "time_shift=0, gain=0, backgrounds=FOLDER, background_snr=[5,20]; none=true for none")
     recipe.add_argument("--no-mean-teacher", dest="mean_teacher", action="store_const", const=True,
                         help="train without a mean teacher (and its consistency loss)")
     recipe.add_argument("--consistency-ramp-up", type=int, metavar="STEPS",
                         help="optimiser steps over which the consistency loss's weight ramps up (default: 1000)")
-    recipe.add_argument("--mixing-option", action="append", metavar="KEY=VALUE",
+    recipe.add_argument("--mixing-option", action="append", dest="mixing", metavar="KEY=VALUE",
                         help="dynamic mixing (repeatable): events=FOLDER (one sub-folder of isolated clips per class), "
                         "backgrounds=FOLDER, share=0.25, snr_range=[0,20], events_per_clip=[1,3], max_overlap=2")
     recipe.add_argument("--select-by", choices=("psds1", "psds2", "loss"),
