@@ -9,7 +9,7 @@ import soundfile
 import torch
 
 from audiotask.augmentation.recipe import DetectionAugmentation
-from audiotask.demo.soundscapes import MIXED_PROTOCOL, build_demo_dataset, kind_of_files
+from audiotask.demo.soundscapes import MIXED_PROTOCOL, PROTOCOL, build_demo_dataset, kind_of_files
 from audiotask.engine.mixing import DynamicMixing
 from audiotask.engine.samplers import ClipSampler, MixedSampler, split_batch
 from audiotask.engine.teacher import MeanTeacher, sigmoid_ramp_up
@@ -179,7 +179,22 @@ def test_training_keeps_the_best_network_by_psds_and_saves_it_plain(mixed_data, 
     expected = checkpoint["state_dict" if kept == "student" else "teacher_state_dict"]
     assert all(torch.equal(saved[name], expected[name]) for name in saved)
     header = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0]
-    assert "val/psds1_student" in header and "val/psds1_teacher" in header and "train/consistency" in header
+    # one network is scored: the teacher, there being one (the mixed set has weak and unlabelled files)
+    assert kept == "teacher"
+    assert "val/psds1_teacher" in header and "val/psds1_student" not in header and "train/consistency" in header
+
+
+def test_the_mean_teacher_is_on_by_default_only_where_files_lack_strong_labels(mixed_data):
+    root, yml = mixed_data
+    assert mixed_task(root, yml).mean_teacher  # strong, weak and unlabelled files
+    assert not mixed_task(root, yml, mean_teacher=False).mean_teacher
+    strong = SoundEventDetection(load_protocol(yml, PROTOCOL), classes=DCASE_CLASSES, resolution="frame",
+                                 duration=10.0, batch_size=4, num_workers=0, cache=root / "cache")
+    CRNN(task=strong, **SMALL)
+    strong.prepare_data()
+    strong.setup("fit")
+    assert not strong.mean_teacher  # all strongly labelled: the teacher would only cost
+    assert [name for name, _ in strong.networks()] == ["student"]
 
 
 def test_the_teacher_is_no_parameter_of_the_model(mixed_data):

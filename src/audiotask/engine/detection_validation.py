@@ -35,6 +35,7 @@ class DetectionScores:
 
     def __init__(self, chunks: np.ndarray, duration: float):
         self.all_chunks, self.duration = np.asarray(chunks).reshape(-1, 2), float(duration)
+        self._reference: Optional[tuple[bytes, tuple]] = None  # (chunks' bytes, reference): the same every epoch
         self.reset()
 
     def reset(self) -> None:
@@ -54,7 +55,14 @@ class DetectionScores:
         return self.all_chunks[seen]
 
     def reference(self, task) -> tuple[dict[str, list], dict[str, float]]:
-        """``({chunk name: [(onset, offset, class)]}, {chunk name: duration})`` of the chunks."""
+        """``({chunk name: [(onset, offset, class)]}, {chunk name: duration})`` of the chunks
+        (built once: every validation scores the same chunks)."""
+        key = self.chunks.tobytes()
+        if self._reference is None or self._reference[0] != key:
+            self._reference = (key, self._build_reference(task))
+        return self._reference[1]
+
+    def _build_reference(self, task) -> tuple[dict[str, list], dict[str, float]]:
         segments = task.chunk_segments("development", self.chunks[:, 0].astype(np.int64), self.chunks[:, 1],
                                        self.duration)
         chunk, starts, ends, classes = segments.class_segments()
