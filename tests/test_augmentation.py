@@ -17,8 +17,10 @@ from audiotask.augmentation import (
     mix_at_snr,
     mixup,
     random_gain,
+    time_mask,
     time_shift,
 )
+from audiotask.augmentation.recipe import DetectionAugmentation
 
 NEPER = math.log(10.0) / 10.0  # natural-log units per dB of power
 
@@ -147,6 +149,29 @@ def test_frequency_mask_sets_one_band_of_at_most_max_width_to_the_example_mean()
         widths.append(len(masked))
     assert max(widths) <= 8 and len(set(widths)) > 3
 
+
+def test_time_mask_sets_one_stretch_of_at_most_max_width_frames_to_the_example_mean():
+    features = log_mels(batch=32)
+    out = time_mask(features, max_width=6, generator=seeded(5))
+    widths = []
+    for example_in, example_out in zip(features, out):
+        masked = torch.nonzero((example_out != example_in).any(dim=1)).flatten().tolist()
+        if masked:
+            assert masked == list(range(masked[0], masked[-1] + 1))  # one contiguous stretch
+            assert torch.all(example_out[masked] == example_in.mean())  # every band of those frames
+        widths.append(len(masked))
+    assert max(widths) <= 6 and len(set(widths)) > 3
+
+
+def test_the_recipe_applies_time_masks_only_when_asked_and_keeps_the_targets():
+    spectrogram, targets = log_mels(batch=4), torch.ones(4, 5, 2)
+    rows = torch.ones(4, dtype=torch.bool)
+    kwargs = dict(strong=rows, weak=~rows, pooling=1, generator=seeded(1))
+    plain = DetectionAugmentation.none().spectrogram(spectrogram, targets, targets[:, 0], **kwargs)[0]
+    assert torch.equal(plain, spectrogram)
+    masked, frame_targets, _ = DetectionAugmentation(mixup=0.0, filter_augment=False, time_masks=2, time_mask_width=0.5) \
+        .spectrogram(spectrogram, targets, targets[:, 0], **{**kwargs, "generator": seeded(1)})
+    assert not torch.equal(masked, spectrogram) and torch.equal(frame_targets, targets)
 
 def upsampled(frame_targets: torch.Tensor, pooling: int) -> torch.Tensor:
     return frame_targets.repeat_interleave(pooling, dim=1)

@@ -264,14 +264,20 @@ class TrainingSpeed(Checkpoint):
         return self.waiting / seconds if self.steps and seconds > 0 else None
 
 
-def set_learning_rate(model: Model, learning_rate: float) -> None:
-    """Train ``model`` with Adam at ``learning_rate`` instead of its default optimiser."""
+def set_learning_rate(model: Model, learning_rate: float, *, schedule: Optional[str] = None,
+                      warmup_steps: Optional[int] = None) -> None:
+    """Train ``model`` with Adam at ``learning_rate`` (and, when given, the learning-rate
+    ``schedule`` and its ``warmup_steps``; see ``core.optimization``)."""
+    from audiotask.core.optimization import SCHEDULES
 
-    # an instance attribute shadows the class's hook: no subclass needed for one number
-    def configure_optimizers():
-        return torch.optim.Adam(model.parameters(), lr=learning_rate)
-
-    model.configure_optimizers = configure_optimizers
+    if schedule is not None and schedule not in SCHEDULES:
+        raise ValueError(f"learning-rate schedule must be one of {SCHEDULES}, got {schedule!r}.")
+    # instance attributes shadow the class's defaults: no subclass needed for a few numbers
+    model.learning_rate = float(learning_rate)
+    if schedule is not None:
+        model.lr_schedule = schedule
+    if warmup_steps is not None:
+        model.warmup_steps = int(warmup_steps)
 
 
 #: Lightning's lines that are not the user's business: an advertisement, and which

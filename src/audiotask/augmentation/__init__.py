@@ -6,7 +6,7 @@ draws from it only, so that a seeded generator replays the same augmentation.
 """
 
 from .mixup import draw_mixup, mix_rows, mixup
-from .spectral import filter_augment, filter_gains, frequency_mask, roll_frames, time_shift
+from .spectral import filter_augment, filter_gains, frequency_mask, roll_frames, time_mask, time_shift
 from .waveform import SILENT_EXAMPLE_NOISE_RMS, BackgroundMixer, mix_at_snr, random_gain
 
 __all__ = [
@@ -21,5 +21,6 @@ __all__ = [
     "mixup",
     "random_gain",
     "roll_frames",
+    "time_mask",
     "time_shift",
 ]

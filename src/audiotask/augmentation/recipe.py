@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from audiotask.augmentation.mixup import draw_mixup, mix_rows
-from audiotask.augmentation.spectral import filter_augment, frequency_mask, time_shift
+from audiotask.augmentation.spectral import filter_augment, frequency_mask, time_mask, time_shift
 from audiotask.augmentation.waveform import BackgroundMixer, random_gain
 
 
@@ -36,6 +36,11 @@ class DetectionAugmentation:
         FilterAugment (random gains over random frequency bands, the DCASE 2022+ baseline's).
     frequency_masks : int
         SpecAugment frequency masks per example (0: none), each at most 8 mel bands wide.
+    time_masks : int
+        SpecAugment time masks per example (0: none), each at most ``time_mask_width`` of
+        the chunk wide; the targets are kept.
+    time_mask_width : float
+        Widest time mask, as a fraction of the chunk.
     time_shift : float
         Largest circular time shift, as a fraction of the chunk (0: none); the frame targets
         move with it by whole output frames.
@@ -53,6 +58,8 @@ class DetectionAugmentation:
     mixup_alpha: float = 0.2
     filter_augment: bool = True
     frequency_masks: int = 0
+    time_masks: int = 0
+    time_mask_width: float = 0.05
     time_shift: float = 0.0
     gain: float = 0.0
     backgrounds: Optional[Union[str, Path]] = None
@@ -63,8 +70,10 @@ class DetectionAugmentation:
     def __post_init__(self):
         if not 0.0 <= self.mixup <= 1.0:
             raise ValueError(f"DetectionAugmentation: mixup is a probability in [0, 1], got {self.mixup}.")
-        if self.frequency_masks < 0 or self.gain < 0 or not 0.0 <= self.time_shift <= 1.0:
-            raise ValueError(f"DetectionAugmentation: frequency_masks and gain must be >= 0, time_shift in [0, 1]; got {self}.")
+        if self.frequency_masks < 0 or self.time_masks < 0 or self.gain < 0 or not 0.0 <= self.time_shift <= 1.0 \
+                or not 0.0 <= self.time_mask_width <= 1.0:
+            raise ValueError(f"DetectionAugmentation: frequency_masks, time_masks and gain must be >= 0, time_shift "
+                             f"and time_mask_width in [0, 1]; got {self}.")
 
     @classmethod
     def none(cls) -> "DetectionAugmentation":
@@ -114,4 +123,7 @@ class DetectionAugmentation:
         if self.frequency_masks:
             width = min(8, spectrogram.shape[-1])
             spectrogram = frequency_mask(spectrogram, max_width=width, num_masks=self.frequency_masks, generator=generator)
+        if self.time_masks:
+            width = int(self.time_mask_width * spectrogram.shape[1])
+            spectrogram = time_mask(spectrogram, max_width=width, num_masks=self.time_masks, generator=generator)
         return spectrogram, frame_targets, clip_targets

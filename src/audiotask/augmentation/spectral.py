@@ -166,6 +166,42 @@ def frequency_mask(
     return torch.where(masked[:, None, :], mean, features)
 
 
+def time_mask(
+    features: Tensor, *, max_width: int, num_masks: int = 1, generator: torch.Generator | None = None
+) -> Tensor:
+    """SpecAugment time masking: hide random stretches of frames so that no single moment
+    (an onset, a transient) is relied on; the targets are kept, as in SpecAugment.
+
+    Each mask has a width uniform in ``[0, max_width]`` frames and a start uniform over the
+    positions where it fits; masked frames take the example's mean log-mel value (see
+    :func:`frequency_mask`).
+
+    Parameters
+    ----------
+    features : Tensor
+        ``(batch, frames, n_mels)`` log-mel features.
+    max_width : int
+        Widest mask, in spectrogram frames (``0 <= max_width <= frames``).
+    num_masks : int
+        Masks per example; they may overlap.
+    generator : torch.Generator, optional
+        Source of every random draw.
+    """
+    _check_features(features, "time_mask")
+    batch, frames, _ = features.shape
+    if not 0 <= max_width <= frames:
+        raise ValueError(f"time_mask: max_width must be in [0, frames={frames}], got {max_width}.")
+    if num_masks < 0:
+        raise ValueError(f"time_mask: num_masks must be >= 0, got {num_masks}.")
+    widths = integers(0, max_width + 1, (batch, num_masks), generator=generator)
+    starts = integers(0, frames - widths + 1, (batch, num_masks), generator=generator)
+    positions = torch.arange(frames, device=widths.device)
+    inside = (positions >= starts[..., None]) & (positions < (starts + widths)[..., None])  # (batch, masks, frames)
+    masked = inside.any(dim=1).to(features.device)
+    mean = features.mean(dim=(1, 2), keepdim=True)
+    return torch.where(masked[:, :, None], mean, features)
+
+
 def roll_frames(features: Tensor, shifts: Tensor) -> Tensor:
     """Roll each example of ``(batch, frames, ...)`` by its own ``shifts[b]`` frames (``torch.roll``'s sign)."""
     frames = features.shape[1]

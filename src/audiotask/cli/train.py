@@ -190,6 +190,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     training.add_argument("--batch-size", type=int, default=32, help="default: %(default)s")
     training.add_argument("--num-workers", type=int, help="dataloader workers (default: none on 2 cores or fewer, else half the cores)")
     training.add_argument("--learning-rate", type=float, help="Adam learning rate (default: the model's, 1e-3)")
+    training.add_argument("--lr-schedule", choices=("constant", "cosine"),
+                          help="learning-rate schedule over the run: constant, or cosine (linear warm-up over "
+                               "--warmup-steps, then a cosine decay to 0 at the last step) (default: constant)")
+    training.add_argument("--warmup-steps", type=int, metavar="N",
+                          help="--lr-schedule cosine: optimiser steps of the linear warm-up (default: 0)")
     training.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     training.add_argument("--gradient-clip", type=float, metavar="VALUE",
                           help="clip the gradients' norm to VALUE (Lightning's gradient_clip_val; default: no clipping)")
@@ -333,8 +338,8 @@ def prepared_model(args: argparse.Namespace, task):
     from audiotask.training import set_learning_rate
 
     model = make_model(args, task)
-    if args.learning_rate is not None:
-        set_learning_rate(model, args.learning_rate)
+    set_learning_rate(model, model.learning_rate if args.learning_rate is None else args.learning_rate,
+                      schedule=args.lr_schedule, warmup_steps=args.warmup_steps)
     task.max_nonfinite_losses = args.max_nonfinite_losses
     return model
 

@@ -109,6 +109,12 @@ class Model(pl.LightningModule):
     training_only_prefixes: tuple[str, ...] = ()
     #: Adam's learning rate in the default ``configure_optimizers``; set it on an instance to change it
     learning_rate: float = 1e-3
+    #: the learning rate's schedule over the run (see ``core.optimization``): "constant" or
+    #: "cosine" (linear warm-up over ``warmup_steps``, then a cosine decay to
+    #: ``final_lr_fraction`` of the rate at the run's last step)
+    lr_schedule: str = "constant"
+    warmup_steps: int = 0
+    final_lr_fraction: float = 0.0
 
     def __init__(self, sample_rate: int = 16000, num_channels: int = 1, task=None):
         super().__init__()
@@ -283,7 +289,9 @@ class Model(pl.LightningModule):
             self.task.on_validation_epoch_end()
 
     def configure_optimizers(self):
-        return torch.optim.Adam(self.parameters(), lr=self.learning_rate)
+        from audiotask.core.optimization import configure_optimizers
+
+        return configure_optimizers(self)
 
     # ---- saving and loading: arguments plus weights, never a pickle ---------------
     def manifest(self) -> dict[str, Any]:
