@@ -38,6 +38,25 @@ def encoder_context(n_fft: int, hop_length: int, time_pooling: Sequence[int]) ->
     return math.ceil(spectrogram_frames / resolution)
 
 
+#: how the CRNN normalises its log-mel before the convolutions (``normalization``)
+NORMALIZATIONS = ("batch", "instance")
+
+
+class InstanceFrequencyNormalization(nn.Module):
+    """Per-frequency normalisation of each example: every mel band less its mean over the
+    example's frames, then a batch normalisation. The mean removes what a recording
+    condition adds to every frame of a band (the level, a microphone's or a room's
+    colouring), which the batch statistics alone leave in."""
+
+    def __init__(self, n_mels: int):
+        super().__init__()
+        self.batch = nn.BatchNorm1d(n_mels)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """(batch, n_mels, frames) -> the same."""
+        return self.batch(features - features.mean(dim=2, keepdim=True))
+
+
 class AttentionPooling(nn.Module):
     """(batch, frames, features) -> (batch, classes): per-class softmax attention over frames."""
 
@@ -108,6 +127,12 @@ class CRNN(Model):
     hidden_size : int
         GRU units per direction.
     dropout : float
+    normalization : "batch" or "instance"
+        How the log-mel is normalised: each band by the statistics of the training batches
+        ("batch"), or first by its mean over the example's own frames ("instance", see
+        :class:`InstanceFrequencyNormalization`). An example's mean depends on all its
+        frames: the "instance" CRNN does not split into encode / decode, so inference
+        scores each window whole.
     task : Task, optional
     """
 
@@ -122,6 +147,7 @@ class CRNN(Model):
         time_pooling: Sequence[int] = (2, 2, 1),
         hidden_size: int = 64,
         dropout: float = 0.1,
+        normalization: str = "batch",
         task=None,
     ):
         super().__init__(sample_rate=sample_rate, num_channels=num_channels, task=task)
@@ -129,7 +155,10 @@ class CRNN(Model):
             raise ValueError("CRNN: channels and time_pooling must have one entry per block.")
         self.frame_hop = hop_length * int(torch.tensor(list(time_pooling)).prod())
         self.features = LogMel(sample_rate, n_fft, hop_length, n_mels)
-        self.normalize = nn.BatchNorm1d(n_mels)
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(f"CRNN: normalization must be one of {NORMALIZATIONS}, got {normalization!r}.")
+        self.normalization = normalization
+        self.normalize = nn.BatchNorm1d(n_mels) if normalization == "batch" else InstanceFrequencyNormalization(n_mels)
         blocks, in_channels, mel_bins = [], 1, n_mels
         for out_channels, pool in zip(channels, time_pooling):
             frequency_pool = 4 if mel_bins >= 4 else 1
@@ -138,7 +167,8 @@ class CRNN(Model):
         self.convolutions = nn.Sequential(*blocks)
         self.gru = nn.GRU(in_channels * mel_bins, hidden_size, batch_first=True, bidirectional=True)
         self.embedding_size = 2 * hidden_size
-        self.encoder_context = encoder_context(n_fft, hop_length, time_pooling)
+        # a per-example mean reads every frame: then no frame's features are local
+        self.encoder_context = encoder_context(n_fft, hop_length, time_pooling) if normalization == "batch" else None
 
     training_only_prefixes = ("clip_head.",)
 
