@@ -276,6 +276,34 @@ def test_audio_tagging_loss_goes_down_and_validation_logs_its_map(tmp_path, monk
     assert 0.0 < float(trainer.callback_metrics["val/mAP"]) <= 1.0
 
 
+
+def test_a_clip_recipe_mixes_up_clips_and_their_labels_and_the_soft_losses_are_cross_entropies(tmp_path):
+    from audiotask.augmentation.recipe import DetectionAugmentation
+
+    protocol, _ = clip_set(tmp_path, classes=4, clips_per_class=6)
+    recipe = DetectionAugmentation(mixup=1.0, filter_augment=False)
+    task = classification(protocol, tmp_path, batch_size=8, augmentation=recipe)
+    assert task.recipe is recipe and task.augmentation is None  # the recipe, not a waveform callable
+    model = CRNN(task=task, **SMALL_CRNN)
+    task.prepare_data()
+    task.setup("fit")
+    model.attach_specifications(task.specifications)
+    # the soft loss of one-hot targets is the ordinary cross-entropy
+    logits, y = torch.randn(5, 4), torch.tensor([0, 3, 1, 1, 2])
+    soft = task.soft_targets(y)
+    assert torch.equal(soft.argmax(dim=1), y) and torch.equal(soft.sum(dim=1), torch.ones(5))
+    assert torch.isclose(task.soft_loss(logits, soft), torch.nn.functional.cross_entropy(logits, y))
+    # a mixed-up batch: each row's targets are a blend of two clips' (rows sum to 1)
+    batch = next(task.train_batches(epoch=0))
+    captured = {}
+    task.soft_loss = lambda logits, targets: captured.setdefault("targets", targets).sum() * 0 + logits.sum() * 0
+    task.model.log = lambda *args, **kwargs: None
+    task.training_step(batch, 0)
+    targets = captured["targets"]
+    assert torch.allclose(targets.sum(dim=1), torch.ones(len(targets)))
+    assert ((targets > 0) & (targets < 1)).any()  # soft labels
+    assert not torch.equal(targets, task.soft_targets(batch["y"]))
+
 # ---- metrics -------------------------------------------------------------------------------------
 def test_classification_report_matches_hand_counted_figures():
     reference = ["a", "a", "a", "b", "b", "c"]

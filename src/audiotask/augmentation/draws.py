@@ -27,3 +27,11 @@ def integers(low: Tensor | int, high: Tensor | int, shape: tuple[int, ...], *, g
     draws = torch.floor(uniform(shape, 0.0, 1.0, generator=generator) * size.to(draw_device(generator)))
     # u < 1 in float64, but guard the float edge so a draw never reaches ``high``
     return torch.minimum(draws.long(), size.to(draws.device) - 1) + torch.as_tensor(low).to(draws.device)
+
+
+def step_generator(step: int) -> torch.Generator:
+    """The augmentation's random source at optimiser step ``step``: a function of the run's
+    seed and the step only, so that a resumed run draws what an uninterrupted one would."""
+    from audiotask.utils.random import global_seed
+
+    return torch.Generator().manual_seed(global_seed() * 1_000_003 + step)

@@ -14,6 +14,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torchmetrics import Metric
 from torchmetrics.classification import MultilabelAveragePrecision
 
@@ -83,6 +84,11 @@ class ClipTask(AnnotatedTask):
         trained on, those of this fold validated on (the protocol's development subset is
         then not used). Files get their fold from a clip CSV's ``fold`` column or a protocol
         key ``fold``. None: the protocol's development subset, as usual.
+    augmentation : DetectionAugmentation or callable, optional
+        A :class:`~audiotask.augmentation.recipe.DetectionAugmentation` augments the log-mel
+        of a model that exposes it (as ``CRNN`` does) with the clips' targets: mixup mixes
+        clips and their labels (soft targets), FilterAugment and masks the spectrogram. Any
+        other callable is a waveform augmentation (see ``Task``). Default: none.
     **kwargs
         See :class:`~audiotask.engine.annotated_task.AnnotatedTask` (``duration``...).
     """
@@ -95,7 +101,13 @@ class ClipTask(AnnotatedTask):
 
     def __init__(self, protocol, classes: Optional[Sequence[str]] = None, *, fold: Union[str, int, None] = None,
                  duration: float = 5.0, **kwargs):
+        from audiotask.augmentation.recipe import DetectionAugmentation
+
         self.classes = None if classes is None else [str(c) for c in classes]
+        augmentation = kwargs.pop("augmentation", None)
+        self.recipe = augmentation if isinstance(augmentation, DetectionAugmentation) else DetectionAugmentation.none()
+        if augmentation is not None and not isinstance(augmentation, DetectionAugmentation):
+            kwargs["augmentation"] = augmentation
         self.fold = None if fold is None else str(fold).strip()
         if self.fold == "":
             raise ValueError(f"{type(self).__name__}: fold must name a fold (e.g. 1), got an empty string.")
@@ -121,6 +133,34 @@ class ClipTask(AnnotatedTask):
         if self.fold is None:
             return metadata
         return split_by_fold(metadata, self.fold, owner=type(self).__name__)
+
+    # ---- training -----------------------------------------------------------------------
+    def soft_targets(self, y: torch.Tensor) -> torch.Tensor:
+        """(batch, classes) float targets of a batch's ``y``, which mixup may blend."""
+        return y.float()
+
+    def soft_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Loss of (batch, classes) logits against (batch, classes) soft targets."""
+        return F.binary_cross_entropy_with_logits(logits, targets)
+
+    def training_step(self, batch, batch_idx: int):
+        from audiotask.augmentation.draws import step_generator
+        from audiotask.augmentation.recipe import DetectionAugmentation
+
+        model = self.model
+        if self.recipe == DetectionAugmentation.none() or not hasattr(model, "forward_spectrogram"):
+            return super().training_step(batch, batch_idx)
+        generator = step_generator(model.global_step)
+        waveforms = self.recipe.waveforms(self.augment(batch["X"]), sample_rate=self.sample_rate, generator=generator)
+        targets = self.soft_targets(batch["y"])
+        rows = torch.ones(len(targets), dtype=torch.bool)
+        no_frames = torch.zeros(len(targets), 1, 1)  # clip labels only: nothing to move with a time shift
+        spectrogram, _, targets = self.recipe.spectrogram(
+            model.spectrogram(waveforms), no_frames, targets, strong=~rows, weak=rows,
+            pooling=model.spectrogram_frames_per_output, generator=generator,
+        )
+        loss = self.soft_loss(model.forward_spectrogram(spectrogram), targets)
+        return self.checked_loss(loss, waveforms, batch_idx)
 
     # ---- validation ---------------------------------------------------------------------
     def validation_metrics(self) -> dict[str, Metric]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Optional, Sequence, Union
 
+import torch
+import torch.nn.functional as F
 from torchmetrics import Metric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
@@ -64,6 +66,13 @@ class AudioClassification(ClipTask):
 
     def target_builders(self) -> list[TargetBuilder]:
         return [ClipClassIndex()]
+
+    def soft_targets(self, y: torch.Tensor) -> torch.Tensor:
+        return F.one_hot(y.long(), self.specifications.num_outputs).float()
+
+    def soft_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        # cross-entropy against a distribution: a mixed-up clip is lambda of one class, 1 - lambda of another
+        return -(targets * F.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
 
     def validation_metrics(self) -> dict[str, Metric]:
         count = self.specifications.num_outputs

@@ -109,14 +109,14 @@ TASKS: tuple[TaskEntry, ...] = (
         "audiotask.tasks.audio_classification:AudioClassification",
         "which one class a clip belongs to (mono-label, one decision per clip)",
         aliases=("classification",),
-        options=("classes", "fold"),
+        options=("classes", "fold", "augmentation"),
     ),
     TaskEntry(
         "audio-tagging",
         "audiotask.tasks.audio_tagging:AudioTagging",
         "which classes occur in a clip (multi-label tags, one decision per clip)",
         aliases=("tagging",),
-        options=("classes", "fold"),
+        options=("classes", "fold", "augmentation"),
     ),
     TaskEntry(
         "snr-estimation",

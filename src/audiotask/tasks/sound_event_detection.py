@@ -17,6 +17,7 @@ from typing import Optional, Sequence
 import torch
 import torch.nn.functional as F
 
+from audiotask.augmentation.draws import step_generator
 from audiotask.augmentation.recipe import DetectionAugmentation
 from audiotask.core import objectives
 from audiotask.core.specifications import Problem, Resolution
@@ -204,9 +205,7 @@ class SoundEventDetection(AnnotatedTask):
     # ---- training ---------------------------------------------------------------------
     def generator(self, step: int) -> torch.Generator:
         """The augmentation's random source at optimiser step ``step`` (seeded: reproducible, resumable)."""
-        from audiotask.utils.random import global_seed
-
-        return torch.Generator().manual_seed(global_seed() * 1_000_003 + step)
+        return step_generator(step)
 
     def training_step(self, batch, batch_idx: int):
         if not self.frame_recipe:
