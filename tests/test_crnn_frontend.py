@@ -1,4 +1,5 @@
-"""The CRNN's log-mel normalisation: per batch, or per example ("instance")."""
+"""The CRNN's front end: log-mel normalisation per batch or per example ("instance"), and
+frequency-dynamic convolutions."""
 
 import pytest
 import torch
@@ -71,3 +72,36 @@ def test_inference_and_streaming_score_an_instance_normalised_crnn_window_by_win
     pieces = [stream.push(samples[k: k + 7000]) for k in range(0, len(samples), 7000)] + [stream.close()]
     streamed = np.concatenate([piece.data for piece in pieces if piece is not None and len(piece.data)])
     assert np.allclose(streamed, scores.data, atol=1e-5)
+
+
+def test_a_frequency_dynamic_convolution_mixes_its_kernels_per_frequency_bin():
+    from audiotask.models.crnn import FrequencyDynamicConv2d
+
+    torch.manual_seed(0)
+    layer = FrequencyDynamicConv2d(4, 6, num_bases=3, temperature=1.0).eval()
+    inputs = torch.randn(2, 4, 10, 8)
+    weights = layer.mixture(inputs)
+    assert weights.shape == (2, 3, 8) and torch.allclose(weights.sum(dim=1), torch.ones(2, 8))
+    assert not torch.allclose(weights[:, :, :1], weights)  # bins choose differently
+    # the output at bin f is the kernels' outputs weighted by bin f's weights
+    each = layer.bases(inputs).view(2, 3, 6, 10, 8)
+    expected = sum(each[:, k] * weights[:, k, None, None, :] for k in range(3))
+    assert torch.allclose(layer(inputs), expected, atol=1e-6)
+
+
+def test_a_frequency_dynamic_crnn_has_dynamic_blocks_but_the_first_and_scores_windows_whole(tmp_path):
+    from audiotask.models.crnn import FrequencyDynamicConv2d
+
+    model = frame_crnn(convolution="frequency_dynamic").eval()
+    kinds = [type(block[0]) for block in model.convolutions]
+    assert kinds == [torch.nn.Conv2d, FrequencyDynamicConv2d, FrequencyDynamicConv2d]
+    assert model.encoder_context is None
+    waveforms = torch.randn(2, 1, 32000)
+    with torch.no_grad():
+        assert model(waveforms).shape == frame_crnn()(waveforms).shape
+    model.save_pretrained(tmp_path / "model")
+    loaded = CRNN.from_pretrained(tmp_path / "model").eval()
+    with torch.no_grad():
+        assert torch.equal(model(waveforms), loaded(waveforms))
+    with pytest.raises(ValueError, match="'deformable'"):
+        CRNN(convolution="deformable")

@@ -67,6 +67,9 @@ def test_the_speed_line_gives_steps_per_second_and_the_share_spent_waiting_for_d
     result = TrainingResult(model=None, checkpoints=None, metrics=None, checkpoint=None,
                             steps_per_second=7.91, data_wait_share=0.123)
     assert result.speed() == "7.91 steps/s, 12.3 % of the time waiting for data"
+    validated = TrainingResult(model=None, checkpoints=None, metrics=None, checkpoint=None,
+                               steps_per_second=7.91, data_wait_share=0.123, validation_share=0.25)
+    assert validated.speed() == "7.91 steps/s, 12.3 % of the time waiting for data; validation 25.0 % of the run"
     assert TrainingResult(model=None, checkpoints=None, metrics=None, checkpoint=None).speed() is None
 
 
@@ -80,6 +83,27 @@ def test_audiotask_train_ends_with_its_speed(tmp_path, capsys, workers):
         "--no-progress",
     ]
     assert main(arguments) == 0
-    speed = re.search(r"^speed: +([0-9.]+) steps/s, ([0-9.]+) % of the time waiting for data$", capsys.readouterr().out, re.M)
+    speed = re.search(r"^speed: +([0-9.]+) steps/s, ([0-9.]+) % of the time waiting for data; "
+                      r"validation ([0-9.]+) % of the run$", capsys.readouterr().out, re.M)
     assert speed is not None
-    assert float(speed[1]) > 0 and 0 <= float(speed[2]) < 100
+    assert float(speed[1]) > 0 and 0 <= float(speed[2]) < 100 and 0 < float(speed[3]) < 100
+
+
+def test_validate_every_k_epochs_validates_that_much_less(tmp_path, capsys):
+    import csv
+
+    yml = make_sound_event_protocol(tmp_path / "data", name="Every")
+    arguments = [
+        "train", "--database", str(yml), "--protocol", "Every.SpeakerDiarization.Events", "--task", "sed",
+        "--resolution", "frame", "--model", "Debug", "--duration", "1", "--batch-size", "4", "--epochs", "4",
+        "--num-workers", "0", "--cache", str(tmp_path / "cache"), "--no-progress",
+    ]
+    validated = {}
+    for every in (1, 2):
+        output = tmp_path / f"every{every}"
+        assert main([*arguments, "--output", str(output), "--validate-every", str(every)]) == 0
+        rows = list(csv.DictReader(open(output / "metrics.csv")))
+        validated[every] = [int(row["epoch"]) for row in rows if row.get("val/loss")]
+    assert validated == {1: [0, 1, 2, 3], 2: [1, 3]}
+    assert main([*arguments, "--output", str(tmp_path / "bad"), "--validate-every", "0"]) != 0
+    assert "--validate-every must be positive" in capsys.readouterr().err

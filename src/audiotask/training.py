@@ -54,12 +54,18 @@ class TrainingResult:
     steps_per_second: Optional[float] = None
     #: share (0 to 1) of that training time spent waiting for training batches
     data_wait_share: Optional[float] = None
+    #: share (0 to 1) of training plus validation time spent validating (during training)
+    validation_share: Optional[float] = None
 
     def speed(self) -> Optional[str]:
-        """``"7.9 steps/s, 12.0 % of the time waiting for data"``, or None without a step."""
+        """``"7.9 steps/s, 12.0 % of the time waiting for data; validation 9.5 % of the run"``,
+        or None without a step."""
         if self.steps_per_second is None or self.data_wait_share is None:
             return None
-        return f"{self.steps_per_second:.3g} steps/s, {100 * self.data_wait_share:.1f} % of the time waiting for data"
+        line = f"{self.steps_per_second:.3g} steps/s, {100 * self.data_wait_share:.1f} % of the time waiting for data"
+        if self.validation_share:
+            line += f"; validation {100 * self.validation_share:.1f} % of the run"
+        return line
 
     def summary(self) -> str:
         """One line: the steps and epochs trained, skipped batches, and what cut the run short."""
@@ -219,13 +225,14 @@ class TrainingSpeed(Checkpoint):
 
     def __init__(self):
         self.steps = 0
-        self.stepping = self.waiting = 0.0  # seconds
+        self.stepping = self.waiting = self.validating = 0.0  # seconds
+        self._validation_start: Optional[float] = None
         self._first_step = 0
         self._mark: Optional[float] = None  # end of the last step, or of what is left out
         self._validating = False
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.stepping = self.waiting = 0.0
+        self.stepping = self.waiting = self.validating = 0.0
         self._first_step = trainer.global_step  # a resumed run counts its own steps
         self._mark = time.perf_counter()
 
@@ -247,11 +254,19 @@ class TrainingSpeed(Checkpoint):
             self.waiting += time.perf_counter() - self._mark
             self._mark = None
             self._validating = True
+            self._validation_start = time.perf_counter()
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._validating:  # the time since the validation started is left out
+        if self._validating:  # the time since the validation started is left out, and counted apart
             self._mark = time.perf_counter()
+            self.validating += self._mark - self._validation_start
             self._validating = False
+
+    @property
+    def validation_share(self) -> Optional[float]:
+        """Share (0 to 1) of training plus validation time spent validating."""
+        seconds = self.stepping + self.waiting + self.validating
+        return self.validating / seconds if self.steps and seconds > 0 else None
 
     @property
     def steps_per_second(self) -> Optional[float]:
@@ -481,6 +496,7 @@ def fit(model: Model, output: str | Path, *, ckpt_path: Optional[str | Path] = N
         cut_short=cut_short(trainer),
         steps_per_second=speed.steps_per_second,
         data_wait_share=speed.data_wait_share,
+        validation_share=speed.validation_share,
     )
     if result.cut_short:
         warnings.warn(f"training cut short: {result.cut_short}")

@@ -201,6 +201,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     training.add_argument("--max-nonfinite-losses", type=int, default=5, metavar="K",
                           help="a batch whose loss is NaN or infinite is skipped with a warning; training stops "
                                "with an error at K such losses in a row (default: %(default)s)")
+    training.add_argument("--validate-every", type=int, default=1, metavar="K",
+                          help="score the development set every K epochs (default: %(default)s; the speed line "
+                               "says what share of the run validation took)")
     training.add_argument("--checkpoint-every", type=int, default=CHECKPOINT_EVERY, metavar="N",
                           help="write checkpoints/last.ckpt (atomically) every N optimiser steps and at the end: a "
                                "killed run loses at most N steps (default: %(default)s)")
@@ -294,14 +297,14 @@ def make_model(args: argparse.Namespace, task):
 def training_options(args: argparse.Namespace) -> dict:
     """Keywords of ``training.fit`` (and of the Trainer) from ``args``; wrong values refused."""
     checked = {"--checkpoint-every": args.checkpoint_every, "--max-nonfinite-losses": args.max_nonfinite_losses,
-               "--gradient-clip": args.gradient_clip}
+               "--gradient-clip": args.gradient_clip, "--validate-every": args.validate_every}
     for flag, value in checked.items():
         if value is not None and value <= 0:
             raise CommandError(f"{flag} must be positive, not {value}")
     return dict(
         max_epochs=10 if args.epochs is None and args.max_steps is None else args.epochs,
         max_steps=args.max_steps, progress=args.progress, checkpoint_every=args.checkpoint_every,
-        gradient_clip_val=args.gradient_clip,
+        gradient_clip_val=args.gradient_clip, check_val_every_n_epoch=args.validate_every,
     )
 
 

@@ -13,9 +13,49 @@ from audiotask.core.specifications import Problem, Resolution
 from audiotask.models.features import LogMel
 
 
-def conv_block(in_channels: int, out_channels: int, pool: tuple[int, int], dropout: float) -> nn.Sequential:
+class FrequencyDynamicConv2d(nn.Module):
+    """Frequency-dynamic convolution (Nam et al., "Frequency Dynamic Convolution", Interspeech
+    2022; the DCASE 2022-2023 top systems' FDY-CRNN): ``num_bases`` 3x3 kernels, mixed at
+    each frequency bin by weights that the input's time-averaged features choose there.
+
+    A plain convolution applies one kernel at every frequency although a sound's pattern is
+    not the same at every height of the spectrogram; here each bin gets its own mixture.
+    The convolution being linear, mixing the kernels is mixing their outputs, which is what
+    :meth:`forward` does (one convolution with ``num_bases`` times the channels).
+
+    The weights read the mean over all the window's frames: the features of a frame depend
+    on the whole window (a CRNN with it scores windows whole).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, num_bases: int = 4, temperature: float = 31.0):
+        super().__init__()
+        self.num_bases, self.out_channels, self.temperature = num_bases, out_channels, float(temperature)
+        self.bases = nn.Conv2d(in_channels, out_channels * num_bases, kernel_size=3, padding=1)
+        hidden = max(in_channels // 4, 4)
+        # along frequency: the time-averaged channels at each bin and its neighbours -> one logit per kernel
+        self.attention = nn.Sequential(
+            nn.Conv1d(in_channels, hidden, kernel_size=3, padding=1, bias=False),
+            nn.BatchNorm1d(hidden),
+            nn.ReLU(),
+            nn.Conv1d(hidden, num_bases, kernel_size=1),
+        )
+
+    def mixture(self, inputs: torch.Tensor) -> torch.Tensor:
+        """(batch, channels, frames, bins) -> the kernels' weights (batch, num_bases, bins), summing to 1."""
+        return torch.softmax(self.attention(inputs.mean(dim=2)) / self.temperature, dim=1)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        """(batch, in_channels, frames, bins) -> (batch, out_channels, frames, bins)."""
+        batch, _, frames, bins = inputs.shape
+        outputs = self.bases(inputs).view(batch, self.num_bases, self.out_channels, frames, bins)
+        return (outputs * self.mixture(inputs)[:, :, None, None, :]).sum(dim=1)
+
+
+def conv_block(in_channels: int, out_channels: int, pool: tuple[int, int], dropout: float,
+               frequency_dynamic: bool = False) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1),
+        FrequencyDynamicConv2d(in_channels, out_channels) if frequency_dynamic
+        else nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1),
         nn.BatchNorm2d(out_channels),
         nn.ReLU(),
         nn.MaxPool2d(pool),
@@ -40,6 +80,8 @@ def encoder_context(n_fft: int, hop_length: int, time_pooling: Sequence[int]) ->
 
 #: how the CRNN normalises its log-mel before the convolutions (``normalization``)
 NORMALIZATIONS = ("batch", "instance")
+#: the convolutions of the CRNN's blocks (``convolution``)
+CONVOLUTIONS = ("static", "frequency_dynamic")
 
 
 class InstanceFrequencyNormalization(nn.Module):
@@ -133,6 +175,10 @@ class CRNN(Model):
         :class:`InstanceFrequencyNormalization`). An example's mean depends on all its
         frames: the "instance" CRNN does not split into encode / decode, so inference
         scores each window whole.
+    convolution : "static" or "frequency_dynamic"
+        The blocks' convolutions: one kernel everywhere ("static"), or, in every block but
+        the first (as FDY-CRNN), kernels mixed per frequency bin
+        (:class:`FrequencyDynamicConv2d`; the CRNN then scores windows whole).
     task : Task, optional
     """
 
@@ -148,6 +194,7 @@ class CRNN(Model):
         hidden_size: int = 64,
         dropout: float = 0.1,
         normalization: str = "batch",
+        convolution: str = "static",
         task=None,
     ):
         super().__init__(sample_rate=sample_rate, num_channels=num_channels, task=task)
@@ -159,16 +206,22 @@ class CRNN(Model):
             raise ValueError(f"CRNN: normalization must be one of {NORMALIZATIONS}, got {normalization!r}.")
         self.normalization = normalization
         self.normalize = nn.BatchNorm1d(n_mels) if normalization == "batch" else InstanceFrequencyNormalization(n_mels)
+        if convolution not in CONVOLUTIONS:
+            raise ValueError(f"CRNN: convolution must be one of {CONVOLUTIONS}, got {convolution!r}.")
+        self.convolution = convolution
         blocks, in_channels, mel_bins = [], 1, n_mels
-        for out_channels, pool in zip(channels, time_pooling):
+        for index, (out_channels, pool) in enumerate(zip(channels, time_pooling)):
             frequency_pool = 4 if mel_bins >= 4 else 1
-            blocks.append(conv_block(in_channels, out_channels, (pool, frequency_pool), dropout))
+            dynamic = convolution == "frequency_dynamic" and index > 0
+            blocks.append(conv_block(in_channels, out_channels, (pool, frequency_pool), dropout, dynamic))
             in_channels, mel_bins = out_channels, mel_bins // frequency_pool
         self.convolutions = nn.Sequential(*blocks)
         self.gru = nn.GRU(in_channels * mel_bins, hidden_size, batch_first=True, bidirectional=True)
         self.embedding_size = 2 * hidden_size
-        # a per-example mean reads every frame: then no frame's features are local
-        self.encoder_context = encoder_context(n_fft, hop_length, time_pooling) if normalization == "batch" else None
+        # a per-example mean, or kernel weights from a time average, read every frame: then
+        # no frame's features are local
+        local = normalization == "batch" and convolution == "static"
+        self.encoder_context = encoder_context(n_fft, hop_length, time_pooling) if local else None
 
     training_only_prefixes = ("clip_head.",)
 
