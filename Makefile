@@ -28,3 +28,17 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache
+
+# Sound event detection and clip classification on real recordings (benchmarks/real_recordings.py).
+# `build` needs the network: Debian's archive (`apt-get download`, after one `apt-get update`) and
+# PyPI (`pip download --no-deps`), about 0.8 GB of packages kept under REAL_ROOT/downloads.
+# Training options: the README's small CRNN.
+REAL_ROOT ?= benchmarks/.data/real-recordings
+REAL_TRAIN := --model-option channels=[16,32,64] --model-option n_mels=32 --model-option hidden_size=64 \
+	--batch-size 16 --learning-rate 3e-3 --num-workers 0 --seed 0
+
+.PHONY: bench-real
+bench-real: $(STAMP)
+	$(BIN)/python benchmarks/real_recordings.py build --root $(REAL_ROOT)
+	$(BIN)/python benchmarks/real_recordings.py run --root $(REAL_ROOT) --max-steps 2250 --train-option='$(REAL_TRAIN)'
+	$(BIN)/python benchmarks/real_recordings.py run-clips --root $(REAL_ROOT) --max-steps 1000 --train-option='$(REAL_TRAIN)'
