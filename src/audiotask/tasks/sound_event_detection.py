@@ -6,7 +6,7 @@ frame output and a clip output (pooled from the frames); strong files train both
 files the clip output; a mean teacher's consistency loss teaches from every file; training
 batches are augmented (mixup, FilterAugment...), optionally completed with soundscapes
 mixed on the fly (``mixing``); and the kept checkpoint is the one with the best PSDS on the
-development set, student or teacher.
+development set, of the one network validation scores (the teacher when there is one).
 """
 
 from __future__ import annotations
@@ -85,8 +85,8 @@ class SoundEventDetection(AnnotatedTask):
     mean_teacher : bool, optional
         FRAME: train with a mean teacher (consistency loss on frame and clip outputs). By
         default (None), where the training set has weakly labelled or unlabelled files: on a
-        set that is all strongly labelled the teacher only costs (a third more per step, and
-        0.03-0.13 PSDS1 lower on real recordings at equal steps; README).
+        set that is all strongly labelled the teacher costs a third more per step (a second
+        network forward) and has nothing to teach from that the labels do not say.
     teacher_decay, consistency_weight, consistency_ramp_up :
         The teacher's EMA decay, the largest weight of the consistency loss and the
         optimiser steps of its ramp-up. DCASE's baseline uses a decay of 0.999 over tens of
