@@ -226,10 +226,9 @@ class TrainingSpeed(Checkpoint):
     def __init__(self):
         self.steps = 0
         self.stepping = self.waiting = self.validating = 0.0  # seconds
-        self._validation_start: Optional[float] = None
         self._first_step = 0
         self._mark: Optional[float] = None  # end of the last step, or of what is left out
-        self._validating = False
+        self._validation_start: Optional[float] = None  # set while a validation during training runs
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.stepping = self.waiting = self.validating = 0.0
@@ -251,16 +250,16 @@ class TrainingSpeed(Checkpoint):
 
     def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._mark is not None:  # during training (a sanity check comes before its start)
-            self.waiting += time.perf_counter() - self._mark
+            now = time.perf_counter()
+            self.waiting += now - self._mark
             self._mark = None
-            self._validating = True
-            self._validation_start = time.perf_counter()
+            self._validation_start = now
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._validating:  # the time since the validation started is left out, and counted apart
+        if self._validation_start is not None:  # the time since it started is left out, and counted apart
             self._mark = time.perf_counter()
             self.validating += self._mark - self._validation_start
-            self._validating = False
+            self._validation_start = None
 
     @property
     def validation_share(self) -> Optional[float]:
