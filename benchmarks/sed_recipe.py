@@ -60,6 +60,7 @@ CONFIGS = {
     "global-postprocessing": dict(FULL, tune=False),
     "select-by-loss": dict(FULL, select_by="loss"),
     "mixing": dict(FULL, mixing=True),
+    "instance-normalization": dict(FULL, model={**SMALL_CRNN, "normalization": "instance"}),
     "large": dict(FULL, model=LARGE_CRNN),
     "crnn-defaults": dict(FULL, model={}),
 }

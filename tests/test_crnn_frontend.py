@@ -105,3 +105,18 @@ def test_a_frequency_dynamic_crnn_has_dynamic_blocks_but_the_first_and_scores_wi
         assert torch.equal(model(waveforms), loaded(waveforms))
     with pytest.raises(ValueError, match="'deformable'"):
         CRNN(convolution="deformable")
+
+
+def test_the_command_line_sed_crnn_is_instance_normalised_unless_told_otherwise():
+    import argparse
+
+    from audiotask.cli.common import model_options
+
+    def options(*given):
+        return model_options(argparse.Namespace(model="CRNN", task="sed", model_option=list(given)))
+
+    assert options()["normalization"] == "instance"
+    assert options("normalization=batch")["normalization"] == "batch"
+    assert CRNN(**options()).normalization == "instance"
+    vad = model_options(argparse.Namespace(model="CRNN", task="vad", model_option=[]))
+    assert "normalization" not in vad  # measured for SED only: other tasks keep the class's batch norm
