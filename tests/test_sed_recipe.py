@@ -336,6 +336,7 @@ def test_the_command_line_gives_sed_the_crnn_measured_best_unless_told_otherwise
     def options(task, *pairs, model="CRNN"):
         return model_options(argparse.Namespace(task=task, model=model, model_option=list(pairs)))
 
-    assert options("sed") == {"channels": [16, 32, 64], "n_mels": 32, "hidden_size": 64}
+    assert options("sed") == {"channels": [16, 32, 64], "n_mels": 32, "hidden_size": 64,
+                              "normalization": "instance"}
     assert options("sed", "n_mels=64")["n_mels"] == 64
     assert options("vad") == {} and options("sed", model="Debug") == {}
