@@ -268,6 +268,14 @@ def test_train_refuses_options_that_do_not_apply(workdir, capsys):
     assert "--task sed" in capsys.readouterr().err
 
 
+def test_an_unknown_model_is_one_line_naming_the_registered_ones(workdir, tmp_path, capsys):
+    arguments = train_arguments(workdir["root"], "frame", tmp_path / "run")
+    arguments[arguments.index("Debug")] = "Transformer"
+    assert main(arguments) == 2
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error and "'Transformer'" in error and "CRNN, Debug" in error
+
+
 def test_model_options_are_read_as_json():
     assert parse_options(["hidden_size=8", "channels=[4, 8]", "name=abc", "dropout=0.5"]) == {
         "hidden_size": 8, "channels": [4, 8], "name": "abc", "dropout": 0.5,

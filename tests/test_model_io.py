@@ -12,7 +12,8 @@ import torch
 
 from audiotask.core.model import Model
 from audiotask.core.specifications import Problem, Resolution, Specifications
-from audiotask.models import CRNN, Debug, registry
+from audiotask.core import architectures as registry
+from audiotask.models import CRNN, Debug
 from conftest import quiet_trainer
 
 
@@ -296,3 +297,18 @@ def test_a_head_nobody_trained_is_rebuilt_silently():
     model.attach_specifications(specifications())
     messages = attach_recording_warnings(model, dataclasses.replace(specifications(), classes=["Dog", "Cat", "Cow"]))
     assert messages == [] and model.head.out_features == 3
+
+
+def test_a_declared_entry_point_that_is_not_a_model_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(registry, "declared_entry_points", declaring("Declared", "json:dumps"))
+    saved_debug(tmp_path / "model", architecture="Declared")
+    with pytest.raises(TypeError, match="'Declared'.*not an audiotask Model"):
+        Model.from_pretrained(tmp_path / "model")
+
+
+def test_the_core_registry_imports_no_model_until_one_is_named():
+    import subprocess
+
+    code = ("import sys, audiotask.core.architectures as a; assert 'audiotask.models.crnn' not in sys.modules; "
+            "assert a.resolve_architecture('CRNN').__name__ == 'CRNN'")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, NamedTuple, Optional
 
-from audiotask.cli.apply import FILE_ERRORS, file_problem, load_model
+from audiotask.cli.apply_steps import FILE_ERRORS, file_problem, load_model
 
 
 class Outcome(NamedTuple):
@@ -39,7 +39,7 @@ def process_files(outputs, files: Iterable[tuple[int, Path]]) -> Iterator[Outcom
     """The outcome of each ``(index, path)`` of ``files`` by ``outputs`` (an ``apply_outputs.Outputs``),
     in order, each file read ahead while the model runs on the one before.
 
-    A file that raises one of ``apply.FILE_ERRORS`` becomes an outcome with a problem; any
+    A file that raises one of ``apply_steps.FILE_ERRORS`` becomes an outcome with a problem; any
     other error is raised: it is no file's fault.
     """
     from audiotask.inference.reading import read_ahead

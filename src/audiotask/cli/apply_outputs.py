@@ -3,7 +3,7 @@
 The kind is the task a model was trained for (its ``specifications.extra["task"]``): one
 class here per kind, each with ``read(path)`` (what the model needs of a file, decoded: run
 in apply's read-ahead thread, so it touches nothing the model uses), ``process(path, audio)``
-(one file's result from what ``read`` gave; raises one of ``apply.FILE_ERRORS`` for a file
+(one file's result from what ``read`` gave; raises one of ``apply_steps.FILE_ERRORS`` for a file
 it cannot process) and ``write(output, results)`` (every file's result at once; returns the
 lines that say what was written). Models of the detection tasks carry no task name: they
 get :class:`EventOutputs`, apply's original outputs.
@@ -83,8 +83,8 @@ class EventOutputs(Outputs):
         return self.inference.model.audio.get_duration(str(path))
 
     def process(self, path: Path, audio: Optional[DecodedFile]):
-        """``(scores DataFrame, events)`` of one file (see ``apply.apply_to_file``)."""
-        from audiotask.cli.apply import apply_to_file, apply_to_stream
+        """``(scores DataFrame, events)`` of one file (see ``apply_steps.apply_to_file``)."""
+        from audiotask.cli.apply_steps import apply_to_file, apply_to_stream
 
         if self.args.stream:
             return apply_to_stream(self.inference, path, self.postprocessing, self.args.block)

@@ -172,7 +172,7 @@ def resume_mismatch(args) -> str | None:
     model its ``--model`` and ``--model-option`` build; None when that cannot tell."""
     try:
         import audiotask.models
-        from audiotask.core.model import architecture_name
+        from audiotask.core.architectures import architecture_name
 
         model = getattr(audiotask.models, args.model)(**model_options(args))
         return describe_checkpoint_mismatch(args.resume, architecture_name(type(model)), dict(model.hparams))

@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from audiotask.cli.apply import load_model
+    from audiotask.cli.apply_steps import load_model
     from audiotask.inference.onnx import GRAPH, is_onnx_export
     from audiotask.inference.onnx_export import OPSET, export_onnx
 

@@ -21,7 +21,6 @@ from audiotask.cli.common import CommandError, model_options, parse_classes, par
 from audiotask.tasks import registry
 
 HELP = "train a model on a protocol"
-MODELS = ("CRNN", "Debug")
 #: default of --checkpoint-every (audiotask.training.CHECKPOINT_EVERY, not imported: --help stays light)
 CHECKPOINT_EVERY = 100
 
@@ -180,7 +179,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     embedding.add_argument("--dimension", type=int, help=f"{applies_to('dimension')} only: size of "
                            "the embeddings (default: the task's)")
     model = parser.add_argument_group("model")
-    model.add_argument("--model", choices=MODELS, default="CRNN", help="architecture (default: %(default)s)")
+    model.add_argument("--model", default="CRNN",
+                       help="registered architecture: CRNN, Debug, or one an installed package declares in the "
+                            "'audiotask.models' entry-point group (default: %(default)s)")
     model.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
                        help="architecture argument, VALUE read as JSON (repeatable), e.g. hidden_size=32 (sed's "
                        "CRNN defaults to channels=[16,32,64], n_mels=32, hidden_size=64, the best at equal CPU time, and "
@@ -286,11 +287,15 @@ def make_task(args: argparse.Namespace, protocol, *, fold=None):
 
 def make_model(args: argparse.Namespace, task):
     """The architecture of ``args`` with its ``--model-option`` arguments, the task attached."""
-    import audiotask.models
+    from audiotask.core.model import model_class
 
     options = model_options(args)
     try:
-        return getattr(audiotask.models, args.model)(task=task, **options)
+        architecture = model_class(args.model, source="--model")
+    except (ValueError, TypeError) as error:
+        raise CommandError(str(error)) from None
+    try:
+        return architecture(task=task, **options)
     except TypeError as error:  # an unknown keyword: say which model refused it
         raise CommandError(f"--model-option for {args.model}: {error}") from None
 

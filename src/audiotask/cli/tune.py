@@ -89,7 +89,7 @@ def score_files(inference, files, *, progress: bool):
     """``(scores, durations, failed)`` by uri; a file that fails is named on stderr and left out."""
     from tqdm.auto import tqdm
 
-    from audiotask.cli.apply import FILE_ERRORS, file_problem
+    from audiotask.cli.apply_steps import FILE_ERRORS, file_problem
     from audiotask.protocols.files import entry
 
     scores, durations, failed = {}, {}, {}
@@ -127,7 +127,7 @@ def format_table(tuned, before: dict) -> str:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from audiotask.cli.apply import load_model
+    from audiotask.cli.apply_steps import load_model
     from audiotask.cli.train import load_protocol
     from audiotask.demo.pipeline import DemoConfig
     from audiotask.inference.inference import Inference

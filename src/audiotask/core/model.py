@@ -15,6 +15,7 @@ from typing import Any, Mapping, Optional
 import lightning.pytorch as pl
 import torch
 
+from audiotask.core.architectures import ENTRY_POINT_GROUP, architecture_name, resolve_architecture
 from audiotask.core.audio import Audio
 from audiotask.core.frames import Frames
 from audiotask.core.manifest import MANIFEST, WEIGHTS
@@ -27,19 +28,14 @@ TRAINING_HEADS = "training_heads."
 FORMAT_VERSION = 1
 
 
-def architecture_name(cls: type) -> str:
-    """Registered name under which a model class is saved (see :mod:`audiotask.models.registry`)."""
-    # imported here: the registry imports the models, which import this module
-    from audiotask.models import registry
-
-    return registry.architecture_name(cls)
-
-
-def resolve_architecture(name: str, *, source: Optional[str] = None) -> type:
-    """Model class registered as ``name``; never imports a module named by a model file."""
-    from audiotask.models import registry
-
-    return registry.resolve_architecture(name, source=source)
+def model_class(name: str, *, source: Optional[str] = None) -> type["Model"]:
+    """The registered architecture ``name`` (see :mod:`audiotask.core.architectures`), checked
+    to be a :class:`Model`; never imports a module named by a model file."""
+    target = resolve_architecture(name, source=source)
+    if not (isinstance(target, type) and issubclass(target, Model)):
+        raise TypeError(f"The architecture {name!r} registered in the {ENTRY_POINT_GROUP!r} entry-point group "
+                        f"is {target!r}, not an audiotask Model.")
+    return target
 
 
 def restore_fitting_weights(module: torch.nn.Module, previous: Mapping[str, torch.Tensor]) -> list[str]:
@@ -322,7 +318,7 @@ class Model(pl.LightningModule):
         cls, manifest: dict[str, Any], state_dict: dict[str, torch.Tensor], *, source: Optional[str] = None
     ) -> "Model":
         """Rebuild a model from its manifest and weights (``source``: where they were read, for errors)."""
-        architecture = resolve_architecture(manifest["architecture"], source=source)
+        architecture = model_class(manifest["architecture"], source=source)
         if not issubclass(architecture, cls):
             raise TypeError(f"Saved model is a {architecture.__name__}, not a {cls.__name__}.")
         model = architecture(**manifest["arguments"])
