@@ -73,3 +73,37 @@ def test_moved_functions_keep_their_old_import_paths():
     assert aggregation.frame_offsets is frame_offsets
     assert postprocessing.first_cell_start is first_cell_start
     np.testing.assert_allclose(chunk_starts(5.0, duration=2.0, step=1.0), [0.0, 1.0, 2.0, 3.0])
+
+
+def test_whole_steps_absorbs_float_error_in_both_directions():
+    from audiotask.core.frames import whole_steps
+
+    assert whole_steps(0.3, 0.1) == 3 and whole_steps(0.3, 0.1, up=True) == 3  # 0.3 / 0.1 = 2.9999999999999996
+    assert whole_steps(0.7, 0.1, up=True) == 7  # 0.7 / 0.1 = 6.999999999999999
+    assert whole_steps(1.05, 0.5) == 2 and whole_steps(1.05, 0.5, up=True) == 3
+    lengths = np.array([0.3, 0.35, 1.0])
+    assert whole_steps(lengths, 0.1).tolist() == [3, 3, 10]
+    assert whole_steps(lengths, 0.1, up=True).tolist() == [3, 4, 10]
+
+
+def test_seconds_to_samples_rounds_numbers_and_arrays_alike():
+    from audiotask.core.frames import seconds_to_samples
+
+    times = [0.1, 1 / 3, 10.0]
+    as_array = seconds_to_samples(np.array(times), 16000)
+    assert as_array.dtype == np.int64
+    assert as_array.tolist() == [seconds_to_samples(t, 16000) for t in times] == [1600, 5333, 160000]
+    assert isinstance(seconds_to_samples(np.float64(0.5), 16000), int)
+
+
+def test_time_arithmetic_has_one_tolerance_outside_core_frames():
+    """Every seconds -> steps rounding goes through core.frames: no module keeps its own epsilon."""
+    import re
+    from pathlib import Path
+
+    import audiotask
+
+    package = Path(audiotask.__file__).parent
+    offenders = [str(path.relative_to(package)) for path in package.rglob("*.py")
+                 if path.name != "frames.py" and re.search(r"(np\.|math\.)(floor|ceil)\([^)]*[+-] *1e-9", path.read_text())]
+    assert offenders == []

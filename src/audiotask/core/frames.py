@@ -20,8 +20,9 @@ from typing import Protocol, Sequence, Tuple, Union
 
 import numpy as np
 
-# absorbs float error when a duration in seconds is divided into steps (2.0 / 0.2)
-_EPSILON = 1e-9
+#: the one tolerance of time arithmetic: absorbs float error when a duration in seconds is
+#: divided into steps (2.0 / 0.2) or compared with another (a 0.3-s event against a 0.3-s minimum)
+EPSILON = 1e-9
 # how far (in frames) a chunk start may sit from the frame grid before it is an error
 _GRID_TOLERANCE = 1e-6
 
@@ -39,9 +40,21 @@ class FrameGrid(Protocol):
     def step(self) -> float: ...
 
 
-def seconds_to_samples(seconds: float, sample_rate: int) -> int:
-    """Number of samples closest to ``seconds`` at ``sample_rate`` (rounded, never floored)."""
-    return int(round(seconds * sample_rate))
+def seconds_to_samples(seconds, sample_rate: int):
+    """Number of samples closest to ``seconds`` at ``sample_rate`` (rounded half to even, never
+    floored): an ``int`` for a number, an int64 array for an array of times."""
+    if np.ndim(seconds) == 0:
+        return int(round(float(seconds) * sample_rate))
+    return np.rint(np.asarray(seconds, dtype=np.float64) * sample_rate).astype(np.int64)
+
+
+def whole_steps(length, step: float, *, up: bool = False):
+    """How many ``step``-long steps fit in ``length`` (floor), or cover it (``up``: ceil),
+    float error absorbed (``whole_steps(2.0, 0.2) == 10``): an ``int`` for a number, an int64
+    array for an array of lengths."""
+    ratio = np.asarray(length, dtype=np.float64) / step
+    steps = (np.ceil(ratio - EPSILON) if up else np.floor(ratio + EPSILON)).astype(np.int64)
+    return int(steps) if steps.ndim == 0 else steps
 
 
 @dataclass(frozen=True)
@@ -197,4 +210,4 @@ def num_cells_before(end: float, *, first_start: float, step: float) -> int:
     """
     if not end > first_start:
         raise ValueError(f"end ({end} s) must come after the first cell's start ({first_start} s)")
-    return max(1, int(np.ceil((end - first_start) / step - _EPSILON)))
+    return max(1, whole_steps(end - first_start, step, up=True))

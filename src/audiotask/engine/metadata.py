@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 # writer_tag is part of this module's interface (temporary names), kept with the locks
+from audiotask.core.frames import whole_steps
 from audiotask.engine.locks import remove_leftovers, writer_tag
 
 #: version of the arrays' layout, part of the cache key: a cache of another layout is never read
@@ -281,7 +282,7 @@ def split_segments(
     """
     if not max_length > 0:
         raise ValueError(f"split_segments: max_length must be positive, got {max_length}.")
-    pieces = np.maximum(1, np.ceil((ends - starts) / max_length - 1e-9)).astype(np.int64)
+    pieces = np.maximum(1, whole_steps(ends - starts, max_length, up=True))
     owner = np.repeat(np.arange(len(starts)), pieces)
     # index of each piece within its segment: 0, 1, ... restarting at every segment
     rank = np.arange(len(owner)) - np.repeat(np.cumsum(pieces) - pieces, pieces)

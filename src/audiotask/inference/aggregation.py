@@ -19,7 +19,7 @@ from pyannote.core import SlidingWindow, SlidingWindowFeature
 
 # chunk_starts and frame_offsets live with the other conversions; imported here, where
 # they were first defined, for the code that imports them from this module
-from audiotask.core.frames import Frames, chunk_starts, frame_offsets, num_cells_before, warm_up_mask
+from audiotask.core.frames import Frames, chunk_starts, frame_offsets, num_cells_before, warm_up_mask, whole_steps
 
 __all__ = [
     "WARM_UP_EPSILON", "WINDOWS", "chunk_starts", "frame_weights", "frame_offsets", "coverage", "overlap_add",
@@ -35,8 +35,6 @@ WINDOWS = ("hamming", "uniform")
 # relative margin by which a window must exceed its step to hold per-window scores: frames
 # of FRAME models have duration == step up to float error (0.02 vs 320 / 16000)
 _WINDOW_TOLERANCE = 1e-6
-# absorbs float error when a duration in seconds is divided into steps (2.0 / 0.2)
-_EPSILON = 1e-9
 
 
 def frame_weights(
@@ -203,8 +201,8 @@ def windows_to_cells(
     num_windows, num_classes = scores.shape
     ratio = duration / step
     # window c covers the centres of cells c .. c + per_window - 1: those j >= 0 with (j + 0.5) < ratio
-    per_window = int(np.ceil(ratio - 0.5 - _EPSILON))
-    num_cells = num_windows - 1 + int(np.ceil(ratio - _EPSILON))
+    per_window = whole_steps(ratio - 0.5, 1.0, up=True)
+    num_cells = num_windows - 1 + whole_steps(duration, step, up=True)
     if end is not None:
         if not end > start:
             raise ValueError(f"windows_to_cells: end ({end} s) must come after the first window's start ({start} s).")

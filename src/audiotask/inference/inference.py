@@ -15,7 +15,6 @@ edge, where the file's real neighbouring samples replace the chunk's zero paddin
 
 from __future__ import annotations
 
-import math
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Tuple, Union
@@ -25,7 +24,7 @@ import torch
 from pyannote.core import SlidingWindow, SlidingWindowFeature
 
 from audiotask.core.audio import AudioFile, audio_path, check_samples
-from audiotask.core.frames import seconds_to_samples
+from audiotask.core.frames import seconds_to_samples, whole_steps
 from audiotask.core.specifications import Resolution
 from audiotask.inference.aggregation import chunk_starts, frame_weights, overlap_add
 
@@ -52,8 +51,7 @@ def step_in_samples(step: float, *, sample_rate: int, hop_samples: Optional[int]
     never less than one frame (or one sample).
     """
     unit = hop_samples or 1
-    units = step * sample_rate / unit
-    units = math.floor(units + 1e-9) if floor else round(units)
+    units = whole_steps(step * sample_rate, unit) if floor else round(step * sample_rate / unit)
     return max(1, int(units)) * unit
 
 
@@ -234,7 +232,7 @@ class Inference:
         hop, context = self.model.frame_hop, self.model.encoder_context
         num_samples = waveform.shape[-1] if num_samples is None else max(num_samples, waveform.shape[-1])
         num_frames = num_samples // hop
-        block = max(1, int(ENCODER_BLOCK_SECONDS * self.sample_rate) // hop)
+        block = max(1, seconds_to_samples(ENCODER_BLOCK_SECONDS, self.sample_rate) // hop)
         encoded = []
         with torch.inference_mode():
             for first in range(0, max(num_frames, 1), block):

@@ -24,15 +24,13 @@ from pyannote.core import Annotation, Segment, SlidingWindow, SlidingWindowFeatu
 
 # first_cell_start lives with the other conversions; imported here, where it was first
 # defined, for the code that imports it from this module
-from audiotask.core.frames import cell_edges, first_cell_start, num_cells_before
+from audiotask.core.frames import EPSILON, cell_edges, first_cell_start, num_cells_before
 from audiotask.inference.aggregation import is_per_window, windows_to_timeline
 
 Event = tuple[float, float, str]
 PerClass = Union[float, Sequence[float]]
 
 _TIME_DECIMALS = 6
-# absorbs float error when a duration in seconds is compared with a whole number of frames
-_EPSILON = 1e-9
 
 
 def _check_frames_classes(array: np.ndarray, name: str) -> np.ndarray:
@@ -177,10 +175,10 @@ def apply_min_durations(
     min_on = _per_class(min_duration_on, num_classes, "min_duration_on")
     min_off = _per_class(min_duration_off, num_classes, "min_duration_off")
     classes, starts, ends = _runs(~active)
-    short = ((ends - starts) * frame_step < min_off[classes] - _EPSILON) & (starts > 0) & (ends < num_frames)
+    short = ((ends - starts) * frame_step < min_off[classes] - EPSILON) & (starts > 0) & (ends < num_frames)
     active = active | _paint(active.shape, classes[short], starts[short], ends[short])
     classes, starts, ends = _runs(active)
-    short = (ends - starts) * frame_step < min_on[classes] - _EPSILON
+    short = (ends - starts) * frame_step < min_on[classes] - EPSILON
     return active & ~_paint(active.shape, classes[short], starts[short], ends[short])
 
 

@@ -23,6 +23,7 @@ import torch
 from pyannote.core import SlidingWindow, SlidingWindowFeature
 
 from audiotask.core.audio import AudioError, refuse_nonfinite
+from audiotask.core.frames import seconds_to_samples
 from audiotask.inference.aggregation import chunk_starts, frame_weights
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
@@ -249,7 +250,7 @@ def stream_file(inference, path, block: float) -> SlidingWindowFeature:
     try:
         with soundfile.SoundFile(str(path)) as handle:
             stream = inference.stream(handle.samplerate)
-            size = max(1, int(round(block * handle.samplerate)))
+            size = max(1, seconds_to_samples(block, handle.samplerate))
             pieces = [stream.push(samples.T) for samples in handle.blocks(blocksize=size, dtype="float32", always_2d=True)]
             empty = handle.frames == 0
     except (soundfile.LibsndfileError, RuntimeError) as error:

@@ -229,8 +229,8 @@ class SpeechSamples(TargetBuilder):
     def __call__(self, segments: ChunkSegments) -> dict[str, np.ndarray]:
         chunk, starts, ends, _ = segments.class_segments()
         num_samples = seconds_to_samples(segments.duration, self.sample_rate)
-        first = np.clip(np.rint(starts * self.sample_rate), 0, num_samples).astype(np.int64)
-        last = np.clip(np.rint(ends * self.sample_rate), 0, num_samples).astype(np.int64)
+        first = np.clip(seconds_to_samples(starts, self.sample_rate), 0, num_samples)
+        last = np.clip(seconds_to_samples(ends, self.sample_rate), 0, num_samples)
         speech = np.zeros((segments.num_chunks, num_samples), dtype=bool)
         for row, begin, end in zip(chunk.tolist(), first.tolist(), last.tolist()):
             speech[row, begin:end] = True  # a few segments per chunk: slices beat a difference array

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from audiotask.core.frames import whole_steps
 from audiotask.core.specifications import Problem, Resolution, Specifications
 from audiotask.engine.annotated_task import AnnotatedTask
 from audiotask.engine.builders import ChunkSegments, TargetBuilder
@@ -295,7 +296,7 @@ class SpeakerEmbedding(AnnotatedTask):
         """(chunks, 2) [file, start]: consecutive chunks over each single-speaker stretch of
         the development files; their speakers are kept in ``validation_speakers``."""
         regions = self.speaker_regions("development")
-        counts = np.floor((regions.ends - regions.starts) / self.duration + 1e-9).astype(np.int64)
+        counts = whole_steps(regions.ends - regions.starts, self.duration)
         region = np.repeat(np.arange(len(counts)), counts)
         rank = np.arange(len(region)) - np.repeat(np.cumsum(counts) - counts, counts)
         #: (chunks,) label (in the metadata's vocabulary) of each validation chunk's speaker
