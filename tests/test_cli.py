@@ -493,6 +493,17 @@ def test_make_task_passes_each_registered_task_its_options(monkeypatch, task, op
 
 
 
+def test_no_mean_teacher_reads_false_and_its_absence_none():
+    """``args.mean_teacher`` says what the run does: False with --no-mean-teacher (it once
+    read True there), None without it (the task's default)."""
+    from audiotask.cli.main import build_parser
+
+    parser = build_parser()
+    common = ["train", "--database", "db.yml", "--protocol", "X", "--task", "sed", "--output", "run"]
+    assert parser.parse_args(common + ["--no-mean-teacher"]).mean_teacher is False
+    assert parser.parse_args(common).mean_teacher is None
+
+
 #: a command-line value for every option of TASK_OPTIONS, and the task it applies to
 EVERY_TASK_OPTION = {
     "classes": ("sed", "a,b"), "resolution": ("sed", "frame"), "kind_proportions": ("sed", "strong=1"),

@@ -31,7 +31,7 @@ TASK_OPTIONS = {
     "resolution": ("--resolution", str),
     "kind_proportions": ("--kind-proportions", lambda text: parse_shares(text)),
     "augmentation": ("--augmentation-option", lambda pairs: detection_augmentation(pairs)),
-    "mean_teacher": ("--no-mean-teacher", lambda given: False),
+    "mean_teacher": ("--no-mean-teacher", bool),
     "consistency_ramp_up": ("--consistency-ramp-up", int),
     "mixing": ("--mixing-option", lambda pairs: dynamic_mixing(pairs)),
     "select_by": ("--select-by", str),
@@ -149,7 +149,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     recipe.add_argument("--augmentation-option", action="append", dest="augmentation", metavar="KEY=VALUE",
                         help="augmentation setting (repeatable): mixup=0.5, filter_augment=true, frequency_masks=0, "
                         "time_shift=0, gain=0, backgrounds=FOLDER, background_snr=[5,20]; none=true for none")
-    recipe.add_argument("--no-mean-teacher", dest="mean_teacher", action="store_const", const=True,
+    # False when given, None when not (the task's own default then applies)
+    recipe.add_argument("--no-mean-teacher", dest="mean_teacher", action="store_const", const=False,
                         help="train without a mean teacher (and its consistency loss)")
     recipe.add_argument("--consistency-ramp-up", type=int, metavar="STEPS",
                         help="optimiser steps over which the consistency loss's weight ramps up (default: 1000)")

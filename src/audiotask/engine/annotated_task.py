@@ -204,7 +204,7 @@ class AnnotatedTask(Task):
             metadata = self._prepared_metadata()
         finally:
             self._protocol_files = None  # the files were read for this preparation only
-        self.report(metadata)
+        self.check_metadata(metadata)
         return metadata
 
     def _prepared_metadata(self) -> ProtocolMetadata:
@@ -233,12 +233,13 @@ class AnnotatedTask(Task):
         self._audio_checked = True
         return ProtocolMetadata.load(folder)
 
-    def report(self, metadata: ProtocolMetadata) -> None:
-        """Warn once about what the task will leave out: unknown labels, files without annotated
-        region, files of label kinds it does not train on."""
-        if getattr(self, "_reported", False):
+    def check_metadata(self, metadata: ProtocolMetadata) -> None:
+        """Refuse what cannot train (no train file, empty audio) and warn once about what the
+        task will leave out: unknown labels, files without annotated region, files of label
+        kinds it does not train on."""
+        if getattr(self, "_metadata_checked", False):
             return
-        self._reported = True
+        self._metadata_checked = True
         if len(metadata.subsets["train"]) == 0:
             raise ValueError(f"{type(self).__name__}: the protocol's train subset has no file.")
         classes = self.classes_of(metadata)
