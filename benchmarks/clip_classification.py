@@ -1,6 +1,6 @@
 """Clip classification on a generated ten-class clip set, at a fixed budget of training steps.
 
-Generates (once) an ESC-50-like clip set (``audiotask.testing.clips``, hard by default: ten
+Generates (once) an ESC-50-like clip set (``audiotask.testing.clip_corpora``, hard by default: ten
 synthetic sound classes whose clips vary enough that neighbouring classes overlap, each with
 one or two quieter sounds of other classes, in background noise of random colour and level;
 40 clips per class, 5 folds, 5-s clips at 16 kHz) under ``benchmarks/.data/``, trains
@@ -68,7 +68,7 @@ def make_clock():
 def clip_set(root: Path, difficulty: str) -> tuple[Path, Path]:
     """The generated clip set's audio folder and CSV (made on first use, and again when its
     settings or their meaning changed)."""
-    from audiotask.testing.clips import clip_variation, make_clip_dataset
+    from audiotask.testing.clip_corpora import clip_variation, make_clip_dataset
 
     variation = clip_variation(difficulty)
     settings = dict(LAYOUT, difficulty=difficulty, variation=None if variation is None else variation.describe())
@@ -88,7 +88,7 @@ def clip_set(root: Path, difficulty: str) -> tuple[Path, Path]:
 
 def describe_set(difficulty: str) -> str:
     """Two lines: the set's layout and difficulty, then what that difficulty draws."""
-    from audiotask.testing.clips import EASY_NOISE, clip_variation
+    from audiotask.testing.clip_corpora import EASY_NOISE, clip_variation
 
     variation = clip_variation(difficulty)
     what = f"each class's own sound over white noise of std {EASY_NOISE}" if variation is None else variation.describe()
@@ -98,7 +98,7 @@ def describe_set(difficulty: str) -> str:
 
 
 def main(argv=None) -> int:
-    from audiotask.testing.clips import DIFFICULTIES
+    from audiotask.testing.clip_corpora import DIFFICULTIES
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=300, help="optimiser steps per fold (default: %(default)s)")
@@ -118,7 +118,7 @@ def main(argv=None) -> int:
     from audiotask.cross_validation import cross_validate, format_cross_validation
     from audiotask.metrics import format_classification
     from audiotask.models import CRNN
-    from audiotask.protocols.clips import clip_protocol
+    from audiotask.protocols.clip_tables import clip_protocol
     from audiotask.tasks.audio_classification import AudioClassification
     from audiotask.training import set_learning_rate
 

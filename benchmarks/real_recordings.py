@@ -1030,7 +1030,7 @@ def build_clips(root: Path, sources: list[Source], seed: int, clips_per_class: i
     groups in turn (groups weigh alike). Returns ``{label: {fold: (groups, clips)}}``."""
     import soundfile
 
-    from audiotask.protocols.clips import write_clip_database
+    from audiotask.protocols.clip_tables import write_clip_database
 
     folds = assign_folds(sources, seed)
     clips = root / "clips"

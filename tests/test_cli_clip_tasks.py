@@ -73,7 +73,7 @@ def apply(model, audio, output, *options):
 
 # ---- apply: each task's outputs ------------------------------------------------------------
 def test_apply_classifier_writes_one_row_per_file_labelled_with_its_top_class(models, audio, tmp_path):
-    from audiotask.inference.clips import clip_scores
+    from audiotask.inference.clip_scores import clip_scores
     from audiotask.inference.inference import Inference
 
     assert apply(models["audio-classification"], audio, tmp_path) == 0
@@ -474,8 +474,8 @@ def test_train_refuses_options_of_other_tasks_and_missing_ones(tmp_path, task, o
 
 
 def test_train_fold_all_cross_validates_then_apply_and_evaluate_the_folds_model(tmp_path, capsys):
-    from audiotask.protocols.clips import write_clip_database
-    from audiotask.testing.clips import make_clip_dataset
+    from audiotask.protocols.clip_tables import write_clip_database
+    from audiotask.testing.clip_corpora import make_clip_dataset
 
     audio, labels = make_clip_dataset(tmp_path / "data", classes=2, clips_per_class=4, folds=2, duration=1.0)
     protocol = write_clip_database(audio, labels, tmp_path / "data" / "database.yml", name="TinyClips")
@@ -507,7 +507,7 @@ def test_train_fold_all_cross_validates_then_apply_and_evaluate_the_folds_model(
 
 
 def test_clips_declares_a_labelled_clip_folder_that_trains_and_checks(tmp_path, capsys):
-    from audiotask.testing.clips import make_clip_dataset
+    from audiotask.testing.clip_corpora import make_clip_dataset
 
     audio, labels = make_clip_dataset(tmp_path / "data", classes=3, clips_per_class=4, folds=2, duration=1.0)
     yml = tmp_path / "db" / "clips.yml"

@@ -1,6 +1,6 @@
 """Clip corpora, clip-level classification and tagging, their metrics and k-fold cross-validation.
 
-Data is generated in ``tmp_path`` (``audiotask.testing.clips``): 1-s clips at 16 kHz.
+Data is generated in ``tmp_path`` (``audiotask.testing.clip_corpora``): 1-s clips at 16 kHz.
 """
 
 import csv
@@ -19,17 +19,17 @@ from audiotask.core.specifications import Problem, Resolution, Specifications
 from audiotask.cross_validation import cross_validate, format_cross_validation
 from audiotask.engine.folds import folds, split_by_fold
 from audiotask.engine.metadata import ProtocolMetadata, SubsetMetadata
-from audiotask.inference.clips import clip_scores
+from audiotask.inference.clip_scores import clip_scores
 from audiotask.inference.inference import Inference
 from audiotask.metrics import (
     average_precision_report, classification_report, format_classification, format_tagging, plot_confusion,
 )
 from audiotask.models import CRNN, Debug
-from audiotask.protocols.clips import ClipLabels, ClipLoader, clip_protocol, read_clip_csv, write_clip_database
+from audiotask.protocols.clip_tables import ClipLabels, ClipLoader, clip_protocol, read_clip_csv, write_clip_database
 from audiotask.protocols.dcase import WeakLabels
 from audiotask.tasks.audio_classification import AudioClassification
 from audiotask.tasks.audio_tagging import AudioTagging
-from audiotask.testing.clips import class_names, make_clip_dataset, make_tagging_dataset
+from audiotask.testing.clip_corpora import class_names, make_clip_dataset, make_tagging_dataset
 from conftest import quiet_trainer
 
 SMALL_CRNN = dict(channels=(8, 16), time_pooling=(2, 2), n_mels=32, hidden_size=16)

@@ -2,7 +2,7 @@
 
 Clip corpora (ESC-50, UrbanSound8K) are evaluated fold by fold: for each fold, a model is
 trained on the other folds and the clips of that fold are classified (or tagged) whole,
-by sliding windows (``inference.clips.clip_scores``). The figures of every fold, and
+by sliding windows (``inference.clip_scores.clip_scores``). The figures of every fold, and
 their mean and standard deviation, are what the corpus's papers report.
 
     from audiotask.cross_validation import cross_validate, format_cross_validation
@@ -73,7 +73,7 @@ def reference_tags(metadata, subset, file: int) -> list[str]:
 def evaluate_fold(task, model: Union[str, Path], *, device: Optional[str] = None) -> tuple[dict, int]:
     """``(report, clips)`` of the model saved at ``model`` on the validation clips of ``task``
     (set up: its "development" subset is the fold's clips), each scored whole."""
-    from audiotask.inference.clips import clip_scores
+    from audiotask.inference.clip_scores import clip_scores
     from audiotask.inference.inference import Inference
 
     if task.metadata is None or "development" not in task.metadata.subsets:

@@ -116,7 +116,7 @@ class ClassificationOutputs(Outputs):
     task = "audio-classification"
 
     def process(self, path: Path, audio: DecodedFile):
-        from audiotask.inference.clips import clip_scores
+        from audiotask.inference.clip_scores import clip_scores
 
         return clip_scores(self.inference, audio.file)
 
@@ -137,7 +137,7 @@ class TaggingOutputs(Outputs):
     task = "audio-tagging"
 
     def process(self, path: Path, audio: DecodedFile):
-        from audiotask.inference.clips import clip_scores
+        from audiotask.inference.clip_scores import clip_scores
 
         return clip_scores(self.inference, audio.file)
 

@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from audiotask.engine.folds import fold_order
-    from audiotask.protocols.clips import read_clip_csv, write_clip_database
+    from audiotask.protocols.clip_tables import read_clip_csv, write_clip_database
 
     for path, what in ((args.audio, "folder"), (args.labels, "file")):
         if not path.exists():

@@ -31,7 +31,7 @@ def read_reference(path: Path, fold: str | None = None) -> dict[str, tuple[str, 
     """``{uri: (name, labels)}`` of a clip CSV (``.csv``) or a DCASE weak-label TSV (any other
     suffix); ``name`` is the file as the reference writes it (its uri for a TSV). With
     ``fold``, the clips of that fold of the CSV only."""
-    from audiotask.protocols.clips import read_clip_csv
+    from audiotask.protocols.clip_tables import read_clip_csv
     from audiotask.protocols.dcase import read_dcase_weak_tsv
 
     if not path.is_file():

@@ -76,7 +76,7 @@ class ClipTask(AnnotatedTask):
     Parameters
     ----------
     protocol : pyannote.database.Protocol
-        E.g. a clip CSV's (``protocols.clips.write_clip_database``).
+        E.g. a clip CSV's (``protocols.clip_tables.write_clip_database``).
     classes : list of str, optional
         Output classes, in order. Defaults to the labels of the training files, sorted.
     fold : str or int, optional

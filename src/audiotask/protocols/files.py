@@ -33,7 +33,7 @@ def entry(file, key: str):
 
 def file_attribute(file, name: str):
     """The protocol's ``name`` entry of ``file``, else the attribute of that name its
-    annotation carries (a clip table's fold, see ``protocols.clips``), else None."""
+    annotation carries (a clip table's fold, see ``protocols.clip_tables``), else None."""
     value = entry(file, name)
     if value is None:
         value = getattr(entry(file, "annotation"), name, None)

@@ -38,7 +38,7 @@ class AudioClassification(ClipTask):
 
     Trains on whole clips (a random ``duration`` crop of a longer one, a shorter one
     zero-padded); each clip is weakly labelled with exactly one label (a clip CSV's label
-    column, see ``protocols.clips``). Validation logs ``val/accuracy`` (the share of
+    column, see ``protocols.clip_tables``). Validation logs ``val/accuracy`` (the share of
     validation chunks whose top class is right) and ``val/macro_f1``; the checkpoint with the
     best accuracy is kept.
 
