@@ -37,14 +37,11 @@ from audiotask.engine.metadata import ProtocolMetadata, SubsetMetadata
 from audiotask.engine.preparation import LABEL_KINDS, STRONG, Preparation, ProtocolFiles, build_metadata, paused_gc, warn_unannotated
 from audiotask.engine.readers import CachedReader, FileReader
 from audiotask.engine.resume import ResumableDataLoader, resumed_stream
-from audiotask.engine.samplers import (
-    BalancedSampler, Chunks, ChunkSampler, ClipSampler, MixedSampler, Sampler, split_batch,
-)
+from audiotask.engine.samplers import Chunks, MixedSampler, Sampler, split_batch
+from audiotask.engine.sampling import sampling_entry
+from audiotask.engine.validation_chunks import consecutive_chunks
 from audiotask.protocols.fingerprint import protocol_fingerprint
 from audiotask.utils.random import distributed_rank, global_seed, worker_identity
-
-SAMPLINGS = ("regions", "clips", "balanced")
-
 
 def default_cache_root() -> Path:
     """``$AUDIOTASK_CACHE``, else ``~/.cache/audiotask``."""
@@ -64,11 +61,12 @@ class AnnotatedTask(Task):
         is exact for 16-bit sources at the model's rate); None reads every chunk from its audio file.
     balance : str, optional
         Protocol key (e.g. "database") whose values get equal shares of training chunks.
-    sampling : "regions", "clips" or "balanced", optional
-        Training chunks anywhere inside annotated regions (weighted by duration), one per
-        file and pass (clip datasets: a random crop of a long file, a short one
-        zero-padded), or batches of ``labels_per_batch`` classes x ``batch_size /
-        labels_per_batch`` chunks centred on one of their segments. Default: the task's.
+    sampling : str, optional
+        A name of the sampler table (``engine.sampling``): "regions" (training chunks
+        anywhere inside annotated regions, weighted by duration), "clips" (one per file and
+        pass: a random crop of a long file, a short one zero-padded), "balanced" (batches of
+        ``labels_per_batch`` classes x ``batch_size / labels_per_batch`` chunks centred on
+        one of their segments), or one a task registered. Default: the task's.
     labels_per_batch : int
         Classes per batch with ``sampling="balanced"``; must divide ``batch_size``.
     kind_proportions : {label kind: share}, optional
@@ -108,8 +106,7 @@ class AnnotatedTask(Task):
         self.audio_cache = audio_cache
         self.balance = balance
         self.sampling = self.sampling if sampling is None else sampling
-        if self.sampling not in SAMPLINGS:
-            raise ValueError(f"{type(self).__name__}: sampling must be one of {SAMPLINGS}, got {self.sampling!r}.")
+        by_label = sampling_entry(self.sampling, type(self).__name__).by_label
         self.labels_per_batch = int(labels_per_batch)
         self.kind_proportions = dict(kind_proportions or {})
         unknown = set(self.kind_proportions) - set(LABEL_KINDS)
@@ -119,7 +116,7 @@ class AnnotatedTask(Task):
         if self.kind_proportions and self.min_duration < self.duration:
             raise ValueError(f"{type(self).__name__}: batches that mix label kinds need one chunk duration "
                              "(min_duration equal to duration).")
-        if self.sampling == "balanced" and self.batch_size % self.labels_per_batch:
+        if by_label and self.batch_size % self.labels_per_batch:
             raise ValueError(
                 f"{type(self).__name__}: batch_size {self.batch_size} is not a multiple of labels_per_batch {self.labels_per_batch}."
             )
@@ -321,7 +318,8 @@ class AnnotatedTask(Task):
         self.prepare_audio(self.metadata)
         classes = self.classes_of(self.metadata)
         self.specifications = self.make_specifications(classes)
-        self._label_class = self.label_classes(self.metadata.labels, classes)
+        #: (labels,) class index of each label of the metadata, -1 for no class
+        self.label_class = self.label_classes(self.metadata.labels, classes)
         self._builders = self.target_builders()  # they follow the specifications just set
         for name, subset in self.metadata.subsets.items():
             for builder in self._builders:
@@ -397,7 +395,7 @@ class AnnotatedTask(Task):
         return ChunkSegments(
             subset=subset, files=files, starts=starts, duration=float(duration), chunk=chunk,
             segment_start=segment_starts - offset, segment_end=np.minimum(segment_ends, view_ends[chunk]) - offset,
-            segment_label=segment_labels.astype(np.int64), label_class=self._label_class,
+            segment_label=segment_labels.astype(np.int64), label_class=self.label_class,
             classes=self.specifications.classes or [], frames=frames,
             num_frames=frames.num_frames_for_duration(duration, self.sample_rate) if frame else 0,
             sampled_labels=labels, annotated=view_ends - starts,
@@ -492,15 +490,7 @@ class AnnotatedTask(Task):
         """The ``sampling`` stream over the training files where ``usable`` is True."""
         if not usable.any():
             raise ValueError(f"{type(self).__name__}: no training file to draw chunks from.")
-        if self.sampling == "clips":
-            # the sampler draws among the usable files: it must give their indices in the subset
-            return ClipSampler(np.asarray(self.metadata.subsets["train"].duration)[usable], self.duration,
-                               file_ids=np.flatnonzero(usable), **key)
-        if self.sampling == "balanced":
-            return self._balanced_sampler(key, usable)
-        regions, region_file = self.training_regions(usable)
-        return ChunkSampler(regions, region_file, self.duration, min_duration=self.min_duration,
-                            groups=self.balance_groups(), **key)
+        return sampling_entry(self.sampling, type(self).__name__).build(self, key, usable)
 
     def training_regions(self, usable: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
         """``(regions (n, 2), file of each)``: annotated regions of the usable training files
@@ -510,20 +500,6 @@ class AnnotatedTask(Task):
         region_file = np.repeat(np.arange(len(train)), np.diff(train.annotated_offsets))
         keep = usable[region_file]
         return np.asarray(train.annotated)[keep], region_file[keep]
-
-    def _balanced_sampler(self, key: dict, usable: np.ndarray) -> BalancedSampler:
-        train = self.metadata.subsets["train"]
-        file_of = np.repeat(np.arange(len(train)), np.diff(train.segment_offsets))
-        segment_class = self._label_class[np.asarray(train.segment_label)] if len(file_of) else file_of
-        keep = (segment_class >= 0) & usable[file_of]
-        starts, ends = np.asarray(train.segment_start)[keep], np.asarray(train.segment_end)[keep]
-        # a chunk drawn for a segment stays inside the annotated region the segment is in
-        bounds = np.stack(train.region_bounds(file_of[keep], starts), axis=1)
-        return BalancedSampler(
-            file_of[keep], starts, ends, segment_class[keep], bounds, self.duration,
-            labels_per_batch=self.labels_per_batch, chunks_per_label=key["batch_size"] // self.labels_per_batch,
-            **{k: v for k, v in key.items() if k != "batch_size"},
-        )
 
     def balance_groups(self) -> Optional[np.ndarray]:
         """The ``balance`` attribute of every training file, by file index (read once, at
@@ -570,12 +546,6 @@ class AnnotatedTask(Task):
         task validates on it (e.g. mixed with noise, the same way at every validation)."""
         return batch
 
-    def train__iter__(self):
-        """Training samples one at a time (the rows of :meth:`train_batches`)."""
-        for batch in self.train_batches():
-            for row in range(len(batch["X"])):
-                yield {key: value[row] for key, value in batch.items()}
-
     def train_dataloader(self) -> ResumableDataLoader:
         """Whole training batches (built by the task, not re-collated); their position in the
         epoch is saved in Lightning checkpoints."""
@@ -592,23 +562,19 @@ class AnnotatedTask(Task):
                       persistent_workers=self.num_workers > 0, **kwargs)
 
     def train__len__(self) -> int:
-        if self.sampling == "clips":
-            return max(self.batch_size, int(self.usable_files("train").sum()))
-        regions, _ = self.training_regions()
-        return self.default_train_len(float(np.sum(regions[:, 1] - regions[:, 0])))
+        return sampling_entry(self.sampling, type(self).__name__).epoch_length(self)
 
     # ---- validation samples ------------------------------------------------------------
     def validation_chunks(self) -> np.ndarray:
         """(chunks, 2) [file, start]: consecutive ``duration`` chunks over every annotated
         region of the usable development files."""
         development = self.metadata.subsets["development"]
-        usable = self.usable_files("development")
-        rows = []
-        for file in np.flatnonzero(usable).tolist():
-            for start, end in development.regions_of(file):
-                count = max(1, int((end - start) // self.duration))
-                rows.extend((file, start + k * self.duration) for k in range(count))
-        return np.array(rows, dtype=np.float64).reshape(-1, 2)
+        region_file = np.repeat(np.arange(len(development)), np.diff(development.annotated_offsets))
+        regions = np.asarray(development.annotated).reshape(-1, 2)
+        keep = self.usable_files("development")[region_file]
+        chunks, _ = consecutive_chunks(region_file[keep], regions[keep, 0], regions[keep, 1], self.duration,
+                                       at_least_one=True)
+        return chunks
 
     def val_dataloader(self) -> DataLoader:
         """Validation batches built whole, in a fixed order."""

@@ -21,12 +21,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from audiotask.core.frames import whole_steps
 from audiotask.core.specifications import Problem, Resolution, Specifications
 from audiotask.engine.annotated_task import AnnotatedTask
 from audiotask.engine.builders import ChunkSegments, TargetBuilder
 from audiotask.engine.metadata import ProtocolMetadata, SubsetMetadata
 from audiotask.engine.samplers import BalancedSampler
+from audiotask.engine.sampling import register_sampling, without_batch_size
+from audiotask.engine.validation_chunks import consecutive_chunks
 from audiotask.metrics.verification import equal_error_rate
 from audiotask.models.margin import AdditiveAngularMargin
 
@@ -183,7 +184,7 @@ class SpeakerEmbedding(AnnotatedTask):
 
     problem = Problem.REPRESENTATION
     resolution = Resolution.CHUNK
-    sampling = "balanced"
+    sampling = "speakers"  # registered below the class
     labels_are_classes = False  # speakers outside training (development's) are expected
     task_name = "speaker-embedding"
     validation_indices = True  # validation batches say which chunks they hold
@@ -200,8 +201,8 @@ class SpeakerEmbedding(AnnotatedTask):
         validation_trials: int = 200_000,
         **kwargs,
     ):
-        if kwargs.get("sampling", "balanced") != "balanced" or kwargs.get("min_duration") not in (None, duration):
-            raise ValueError("SpeakerEmbedding: chunks are drawn by speaker (sampling 'balanced'), all of one "
+        if kwargs.get("sampling", "speakers") != "speakers" or kwargs.get("min_duration") not in (None, duration):
+            raise ValueError("SpeakerEmbedding: chunks are drawn by speaker (sampling 'speakers'), all of one "
                              f"duration (no min_duration), got sampling={kwargs.get('sampling')!r}, "
                              f"min_duration={kwargs.get('min_duration')!r}.")
         if "labels_per_batch" in kwargs:
@@ -260,23 +261,6 @@ class SpeakerEmbedding(AnnotatedTask):
         head.margin, head.scale = self.margin, self.scale  # this task's, when centres of an earlier fit are kept
 
     # ---- training ----------------------------------------------------------------------
-    def _balanced_sampler(self, key: dict, usable: np.ndarray) -> BalancedSampler:
-        # each single-speaker stretch is both the segment drawn and the bounds of its chunk:
-        # a chunk of a stretch at least as long stays inside it
-        regions = self.speaker_regions("train")
-        keep = usable[regions.files] & (self._label_class[regions.labels] >= 0)
-        starts, ends = regions.starts[keep], regions.ends[keep]
-        return BalancedSampler(
-            regions.files[keep], starts, ends, self._label_class[regions.labels[keep]], np.stack([starts, ends], axis=1),
-            self.duration, labels_per_batch=self.speakers_per_batch,
-            chunks_per_label=key["batch_size"] // self.speakers_per_batch,
-            **{k: v for k, v in key.items() if k != "batch_size"},
-        )
-
-    def train__len__(self) -> int:
-        regions = self.speaker_regions("train")
-        return self.default_train_len(float(np.sum(regions.ends - regions.starts)))
-
     def training_step(self, batch, batch_idx: int):
         waveforms = self.augment(batch["X"])
         loss = self.model.training_heads[CLASSIFIER](self.model(waveforms), batch["y"])
@@ -296,15 +280,14 @@ class SpeakerEmbedding(AnnotatedTask):
         """(chunks, 2) [file, start]: consecutive chunks over each single-speaker stretch of
         the development files; their speakers are kept in ``validation_speakers``."""
         regions = self.speaker_regions("development")
-        counts = whole_steps(regions.ends - regions.starts, self.duration)
-        region = np.repeat(np.arange(len(counts)), counts)
-        rank = np.arange(len(region)) - np.repeat(np.cumsum(counts) - counts, counts)
+        chunks, region = consecutive_chunks(regions.files, regions.starts, regions.ends, self.duration,
+                                            at_least_one=False)
         #: (chunks,) label (in the metadata's vocabulary) of each validation chunk's speaker
         self.validation_speakers = regions.labels[region]
         if len(np.unique(self.validation_speakers)) < 2:
             warnings.warn(f"SpeakerEmbedding: the development files hold {len(np.unique(self.validation_speakers))} "
                           f"speaker(s) talking alone for {self.duration} s: no trial to validate on, val/eer is 0.5.")
-        return np.stack([regions.files[region].astype(np.float64), regions.starts[region] + rank * self.duration], axis=1)
+        return chunks
 
     def setup_metrics(self, model) -> None:
         self._embeddings = {}
@@ -340,3 +323,23 @@ class SpeakerEmbedding(AnnotatedTask):
         else:
             eer, _ = equal_error_rate(scores, is_target)
         self.model.log("val/eer", float(eer), prog_bar=True)
+
+
+def speaker_epoch_length(task: SpeakerEmbedding) -> int:
+    regions = task.speaker_regions("train")
+    return task.default_train_len(float(np.sum(regions.ends - regions.starts)))
+
+
+@register_sampling("speakers", epoch_length=speaker_epoch_length, by_label=True)
+def speaker_sampler(task: SpeakerEmbedding, key: dict, usable: np.ndarray) -> BalancedSampler:
+    """Batches of ``speakers_per_batch`` speakers, each chunk inside one of the speaker's
+    single-speaker stretches (the stretch is both the segment drawn and the chunk's bounds:
+    a chunk of a stretch at least as long stays inside it)."""
+    regions = task.speaker_regions("train")
+    keep = usable[regions.files] & (task.label_class[regions.labels] >= 0)
+    starts, ends = regions.starts[keep], regions.ends[keep]
+    return BalancedSampler(
+        regions.files[keep], starts, ends, task.label_class[regions.labels[keep]], np.stack([starts, ends], axis=1),
+        task.duration, labels_per_batch=task.speakers_per_batch,
+        chunks_per_label=key["batch_size"] // task.speakers_per_batch, **without_batch_size(key),
+    )
