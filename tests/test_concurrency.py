@@ -10,7 +10,7 @@ import pytest
 import soundfile
 
 from audiotask.core.audio import AudioError
-from audiotask.engine import annotated_task, readers
+from audiotask.engine import metadata_store, readers
 from audiotask.engine.locks import file_lock, remove_leftovers, writer_tag
 from audiotask.engine.metadata import ProtocolMetadata
 from audiotask.engine.readers import CachedReader, FileReader
@@ -21,7 +21,7 @@ fork = pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(),
 #: where the counting stand-ins below write one line per call (set in each writer process)
 _calls: Path = Path(os.devnull)
 _original_decode = readers.decode_to_cache
-_original_build = annotated_task.build_metadata
+_original_build = metadata_store.build_metadata
 
 
 def _counting_decode(path, target, sample_rate, dtype):
@@ -99,7 +99,7 @@ def test_two_processes_preparing_the_same_metadata_build_it_once(tmp_path):
     def writer(barrier):
         global _calls
         _calls = calls
-        annotated_task.build_metadata = _counting_build
+        metadata_store.build_metadata = _counting_build
         task = SoundEventDetection(protocol, duration=2.0, num_workers=0, cache=tmp_path / "cache")
         barrier.wait()
         task.prepare_data()

@@ -32,15 +32,14 @@ from audiotask.core.task import Task
 from audiotask.engine.batches import TrainBatches, ValidationBatches, new_batch_buffer
 from audiotask.engine.builders import ChunkClasses, ChunkSegments, FrameClasses, TargetBuilder, build_targets
 from audiotask.engine.checks import CheckReport, check_protocol
-from audiotask.engine.locks import file_lock
 from audiotask.engine.metadata import ProtocolMetadata, SubsetMetadata
-from audiotask.engine.preparation import LABEL_KINDS, STRONG, Preparation, ProtocolFiles, build_metadata, paused_gc, warn_unannotated
+from audiotask.engine.metadata_store import MetadataStore
+from audiotask.engine.preparation import LABEL_KINDS, STRONG, Preparation, warn_unannotated
 from audiotask.engine.readers import CachedReader, FileReader
 from audiotask.engine.resume import ResumableDataLoader, resumed_stream
 from audiotask.engine.samplers import Chunks, MixedSampler, Sampler, split_batch
 from audiotask.engine.sampling import sampling_entry
 from audiotask.engine.validation_chunks import consecutive_chunks
-from audiotask.protocols.fingerprint import protocol_fingerprint
 from audiotask.utils.random import distributed_rank, global_seed, worker_identity
 
 def default_cache_root() -> Path:
@@ -159,27 +158,16 @@ class AnnotatedTask(Task):
         """What this task's prepared metadata depends on besides the protocol (its cache key)."""
         return Preparation(tuple(self.subsets), self.duration, tuple(self.file_attributes()))
 
-    def protocol_files(self) -> ProtocolFiles:
-        """The protocol's files, read at most once by this task (fingerprint and preparation share them)."""
-        if getattr(self, "_protocol_files", None) is None:
-            self._protocol_files = ProtocolFiles(self.protocol)
-        return self._protocol_files
+    def metadata_store(self) -> MetadataStore:
+        """Where this task's prepared metadata lives (one per task: its folder is computed once)."""
+        if getattr(self, "_metadata_store", None) is None:
+            self._metadata_store = MetadataStore(self.protocol, self.preparation(), self.cache,
+                                                 owner=type(self).__name__)
+        return self._metadata_store
 
     def metadata_folder(self) -> Path:
-        """Cache folder of this protocol's prepared metadata for this task's preparation.
-
-        Computed once per task (prepare_data and setup both need it): the fingerprint may
-        read every file of the protocol (see ``protocols.fingerprint``).
-        """
-        if getattr(self, "_metadata_folder", None) is None:
-            preparation = self.preparation()
-            with paused_gc():
-                key = protocol_fingerprint(
-                    self.protocol, preparation.subsets, preparation.parameters(), files=self.protocol_files(),
-                    stored=preparation.stored_keys(),
-                )
-            self._metadata_folder = self.cache / "metadata" / key
-        return self._metadata_folder
+        """Cache folder of this protocol's prepared metadata for this task's preparation."""
+        return self.metadata_store().folder()
 
     def prepare_data(self) -> None:
         """Prepare metadata (and decoded audio) once.
@@ -194,41 +182,11 @@ class AnnotatedTask(Task):
         self.prepare_audio(self.load_metadata())
 
     def load_metadata(self) -> ProtocolMetadata:
-        """The prepared metadata, built first when missing, or again when audio files changed
-        since (the protocol's fingerprint does not read every audio file; their stamps are
-        in the metadata)."""
-        try:
-            metadata = self._prepared_metadata()
-        finally:
-            self._protocol_files = None  # the files were read for this preparation only
+        """The prepared metadata (prepared first when missing, or again when audio files
+        changed since: see ``engine.metadata_store``), checked for what cannot train."""
+        metadata = self.metadata_store().load()
         self.check_metadata(metadata)
         return metadata
-
-    def _prepared_metadata(self) -> ProtocolMetadata:
-        folder = self.metadata_folder()
-        if ProtocolMetadata.exists(folder):
-            metadata = ProtocolMetadata.load(folder)
-            # prepare_data and setup both come here: the audio files are checked once
-            if getattr(self, "_audio_checked", False) or not metadata.changed_audio():
-                self._audio_checked = True
-                return metadata  # nothing written, nothing locked: a read-only cache serves
-        # held from the check to the save: a process preparing the same folder meanwhile
-        # waits, then finds it prepared (or prepared again, after an audio file changed)
-        with file_lock(folder.with_name(f"{folder.name}.lock"), f"preparing metadata into {folder}"):
-            if ProtocolMetadata.exists(folder):
-                metadata = ProtocolMetadata.load(folder)
-                changed = metadata.changed_audio()
-                if not changed:
-                    self._audio_checked = True
-                    return metadata
-                warnings.warn(
-                    f"{type(self).__name__}: {len(changed)} audio file(s) changed since the metadata in {folder} "
-                    f"was prepared ({', '.join(map(repr, changed[:3]))}{', ...' if len(changed) > 3 else ''}): preparing it again."
-                )
-                self._protocol_files = None  # read the protocol afresh
-            build_metadata(self.protocol_files(), self.preparation()).save(folder, replace=True)
-        self._audio_checked = True
-        return ProtocolMetadata.load(folder)
 
     def check_metadata(self, metadata: ProtocolMetadata) -> None:
         """Refuse what cannot train (no train file, empty audio) and warn once about what the
@@ -361,7 +319,7 @@ class AnnotatedTask(Task):
     def __getstate__(self):
         state = super().__getstate__()  # without the protocol: workers read the prepared metadata
         state.pop("_readers", None)  # open files and maps are reopened in each process
-        state.pop("_protocol_files", None)
+        state.pop("_metadata_store", None)  # holds the protocol; workers read the prepared metadata
         return state
 
     # ---- targets -------------------------------------------------------------------

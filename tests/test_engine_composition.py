@@ -1,4 +1,4 @@
-"""The engine's parts a task names: the sampler table and the fixed validation chunks."""
+"""The parts AnnotatedTask composes, each on its own: the sampler table, the fixed validation chunks, the metadata store."""
 
 import numpy as np
 import pytest
@@ -65,3 +65,25 @@ def test_validation_chunks_tile_the_annotated_regions_of_the_development_files(t
                                         **options(tmp_path)))
     # each 4-s file is one annotated region: two 2-s chunks
     assert task.validation_chunks().tolist() == [[0, 0.0], [0, 2.0], [1, 0.0], [1, 2.0]]
+
+
+def test_the_metadata_store_prepares_once_and_reads_a_prepared_folder_without_preparing(tmp_path, monkeypatch):
+    from audiotask.engine import metadata_store
+    from audiotask.engine.metadata_store import MetadataStore
+    from audiotask.engine.preparation import Preparation
+
+    from audiotask.protocols.files import prepare_protocol
+
+    protocol = prepare_protocol(handmade_protocol(tmp_path / "data", EVENTS))
+    preparation = Preparation(("train", "development"), 2.0, ())
+    builds = []
+    original = metadata_store.build_metadata
+    monkeypatch.setattr(metadata_store, "build_metadata", lambda *a: builds.append(1) or original(*a))
+    first = MetadataStore(protocol, preparation, tmp_path / "cache", owner="Test")
+    metadata = first.load()
+    assert builds == [1] and sorted(metadata.subsets) == ["development", "train"]
+    again = MetadataStore(protocol, preparation, tmp_path / "cache", owner="Test")
+    assert again.folder() == first.folder() and again.load().subsets["train"].uri.tolist() == ["full", "partial"]
+    assert builds == [1]  # found prepared: nothing built again
+    other = MetadataStore(protocol, Preparation(("train",), 3.0, ()), tmp_path / "cache", owner="Test")
+    assert other.folder() != first.folder()
