@@ -22,15 +22,14 @@ from pathlib import Path
 from typing import Literal, Optional, Sequence, Union
 
 import numpy as np
-import torch
 from torch.utils.data import DataLoader
 
 from audiotask.core.datasets import collate_samples
-from audiotask.core.frames import seconds_to_samples
 from audiotask.core.specifications import Problem, Resolution, Specifications
 from audiotask.core.task import Task
-from audiotask.engine.batches import TrainBatches, ValidationBatches, new_batch_buffer
-from audiotask.engine.builders import ChunkClasses, ChunkSegments, FrameClasses, TargetBuilder, build_targets
+from audiotask.engine.batch_builder import BatchBuilder, as_batch
+from audiotask.engine.batches import TrainBatches, ValidationBatches
+from audiotask.engine.builders import ChunkClasses, ChunkSegments, FrameClasses, TargetBuilder
 from audiotask.engine.checks import CheckReport, check_protocol
 from audiotask.engine.metadata import ProtocolMetadata, SubsetMetadata
 from audiotask.engine.metadata_store import MetadataStore
@@ -329,35 +328,17 @@ class AnnotatedTask(Task):
     def _subset(self, subset: Union[str, SubsetMetadata]) -> SubsetMetadata:
         return self.metadata.subsets[subset] if isinstance(subset, str) else subset
 
+    def batch_builder(self) -> BatchBuilder:
+        """The builder of this task's batches (its target builders, classes, model's frames)."""
+        frames = self.output_frames() if self.specifications.resolution is Resolution.FRAME else None
+        return BatchBuilder(self._builders, self.label_class, self.specifications.classes or [], self.sample_rate, frames)
+
     def chunk_segments(
         self, subset: Union[str, SubsetMetadata], files: np.ndarray, starts: np.ndarray, duration: float,
         limits: Optional[np.ndarray] = None, labels: Optional[np.ndarray] = None,
     ) -> ChunkSegments:
-        """The segments of chunks of one duration, found in one pass (see :class:`ChunkSegments`).
-
-        A chunk longer than the annotated region it starts in sees no annotation past the
-        region's end (``limits``, default :meth:`SubsetMetadata.region_ends`): there, its
-        audio is silence (see :meth:`make_batch`).
-        """
-        subset = self._subset(subset)
-        files, starts = np.asarray(files, dtype=np.int64), np.asarray(starts, dtype=np.float64)
-        limits = subset.region_ends(files, starts) if limits is None else limits
-        view_ends = np.minimum(starts + duration, limits)
-        found = [subset.segments_in(int(f), float(s), float(e)) for f, s, e in zip(files, starts, view_ends)]
-        chunk = np.repeat(np.arange(len(found)), [len(segment_starts) for segment_starts, _, _ in found])
-        segment_starts, segment_ends, segment_labels = (np.concatenate(column) for column in zip(*found))
-        # times relative to the start of their chunk, cut at the chunk's (or region's) end
-        offset = starts[chunk]
-        frame = self.specifications.resolution is Resolution.FRAME
-        frames = self.output_frames() if frame else None
-        return ChunkSegments(
-            subset=subset, files=files, starts=starts, duration=float(duration), chunk=chunk,
-            segment_start=segment_starts - offset, segment_end=np.minimum(segment_ends, view_ends[chunk]) - offset,
-            segment_label=segment_labels.astype(np.int64), label_class=self.label_class,
-            classes=self.specifications.classes or [], frames=frames,
-            num_frames=frames.num_frames_for_duration(duration, self.sample_rate) if frame else 0,
-            sampled_labels=labels, annotated=view_ends - starts,
-        )
+        """The segments of chunks of one duration, found in one pass (see ``BatchBuilder.segments``)."""
+        return self.batch_builder().segments(self._subset(subset), files, starts, duration, limits, labels)
 
     def targets(
         self, subset: Union[str, SubsetMetadata], files: np.ndarray, starts: np.ndarray, duration: float,
@@ -365,7 +346,7 @@ class AnnotatedTask(Task):
     ) -> dict[str, np.ndarray]:
         """Target arrays of chunks of one duration, from the task's builders: "y" is
         (chunks, frames, classes) for FRAME and (chunks, classes) for CHUNK multi-hot tasks."""
-        return build_targets(self._builders, self.chunk_segments(subset, files, starts, duration, limits, labels))
+        return self.batch_builder().targets(self._subset(subset), files, starts, duration, limits, labels)
 
     def target(self, subset: Union[str, SubsetMetadata], file: int, start: float, duration: float):
         """Targets of one chunk (a subclass may override it, then it is called chunk by chunk):
@@ -398,13 +379,7 @@ class AnnotatedTask(Task):
         files, starts = np.asarray(files, dtype=np.int64), np.asarray(starts, dtype=np.float64)
         limits = subset.region_ends(files, starts)
         arrays = self.batch_targets(name, files, starts, duration, limits, labels)
-        X = new_batch_buffer((len(files), 1, seconds_to_samples(duration, self.sample_rate)))
-        reader = self.reader(name)
-        for row, (file, start, limit) in enumerate(zip(files.tolist(), starts.tolist(), limits.tolist())):
-            reader.crop(file, start, duration, out=X[row, 0])
-            if limit < start + duration:
-                X[row, 0, max(0, seconds_to_samples(limit - start, self.sample_rate)) :] = 0.0
-        return {"X": torch.from_numpy(X), **{key: torch.from_numpy(np.ascontiguousarray(value)) for key, value in arrays.items()}}
+        return as_batch(self.batch_builder().waveforms(self.reader(name), files, starts, duration, limits), arrays)
 
     def sample(self, name: str, file: int, start: float, duration: float) -> dict:
         """One chunk as a sample: "X" (1, samples) and its targets."""
