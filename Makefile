@@ -42,3 +42,4 @@ bench-real: $(STAMP)
 	$(BIN)/python benchmarks/real_recordings.py build --root $(REAL_ROOT)
 	$(BIN)/python benchmarks/real_recordings.py run --root $(REAL_ROOT) --max-steps 2250 --train-option='$(REAL_TRAIN)'
 	$(BIN)/python benchmarks/real_recordings.py run-clips --root $(REAL_ROOT) --max-steps 1000 --train-option='$(REAL_TRAIN)'
+	$(BIN)/python benchmarks/real_recordings.py baseline-clips --root $(REAL_ROOT)
