@@ -97,6 +97,7 @@ def threads_of_two_workers():
     torch.set_num_threads(threads)
 
 
+@pytest.mark.slow
 def test_workers_write_the_outputs_of_one_process_and_name_the_corrupt_file(model, folder, tmp_path, capsys,
                                                                              threads_of_two_workers):
     capsys.readouterr()

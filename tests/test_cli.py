@@ -310,6 +310,7 @@ def test_every_command_has_help(verb):
         assert all(name in result.stdout for name in ("train", "apply", "evaluate", "demo"))
 
 
+@pytest.mark.slow
 def test_demo_quick_runs_end_to_end(tmp_path):
     output = tmp_path / "demo"
     assert main(["demo", "--output", str(output), "--quick", "--no-progress"]) == 0

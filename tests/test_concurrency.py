@@ -189,6 +189,7 @@ def test_parallel_decoding_writes_the_same_cache_as_serial(tmp_path):
         assert all(a.read_bytes() == b.read_bytes() for a, b in zip(serial, parallel))
 
 
+@pytest.mark.slow
 def test_a_second_locker_waits_for_the_first(tmp_path):
     context = multiprocessing.get_context("spawn")
     lock, log = tmp_path / "entry.lock", tmp_path / "log.txt"
@@ -213,6 +214,7 @@ def _hold(lock: Path, log: Path, seconds: float) -> None:
             handle.write("released\n")
 
 
+@pytest.mark.slow
 def test_decoding_processes_are_spawned_once_cuda_is_initialised(tmp_path, monkeypatch):
     import torch
 

@@ -19,6 +19,7 @@ import torch
 EPOCHS = 2
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without torch.distributed")
 @pytest.mark.parametrize("resolution", ["chunk", "frame"])  # frame: mean teacher, and PSDS over the ranks' shares
 def test_two_ranks_share_an_epoch_draw_different_chunks_and_agree_on_validation(tmp_path, resolution):

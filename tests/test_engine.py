@@ -378,6 +378,7 @@ def first_batches(loader, count=2):
     return list(itertools.islice(iter(loader), count))
 
 
+@pytest.mark.slow
 def test_a_spawned_dataloader_worker_draws_the_batches_of_its_epoch_and_rank(tiny_protocol, tmp_path, monkeypatch):
     from types import SimpleNamespace
 

@@ -316,6 +316,7 @@ def golden():
             "durations": GOLDEN / "validation_durations.tsv"}
 
 
+@pytest.mark.slow
 def test_golden_event_based_f1(golden):
     result = event_based_f1(golden["detections"], golden["truth"], golden["durations"])
     # sed_eval's report says 39.83 % (39.87 % with current sed_eval); sed_scores_eval gives 39.90 %
@@ -323,17 +324,20 @@ def test_golden_event_based_f1(golden):
     assert 100 * result["micro"]["f1"] == pytest.approx(40.92, abs=0.1)
 
 
+@pytest.mark.slow
 def test_golden_segment_based_f1(golden):
     result = segment_based_f1(golden["detections"], golden["truth"], golden["durations"])
     assert 100 * result["macro"]["f1"] == pytest.approx(69.35, abs=0.05)
     assert 100 * result["micro"]["f1"] == pytest.approx(75.47, abs=0.05)
 
 
+@pytest.mark.slow
 def test_golden_intersection_based_f1(golden):
     result = intersection_based_f1(golden["detections"], golden["truth"], golden["durations"])
     assert 100 * result["macro"]["f1"] == pytest.approx(63.74, abs=0.05)
 
 
+@pytest.mark.slow
 def test_golden_psds1_from_operating_points(golden, tmp_path):
     # packed: its 50 TSV files weigh 9.6 MB, 0.6 MB once compressed
     with tarfile.open(GOLDEN / "baseline2021-student" / "predictions_operating_points.tar.xz") as archive:

@@ -306,6 +306,7 @@ def test_a_declared_entry_point_that_is_not_a_model_is_refused(tmp_path, monkeyp
         Model.from_pretrained(tmp_path / "model")
 
 
+@pytest.mark.slow
 def test_the_core_registry_imports_no_model_until_one_is_named():
     import subprocess
 

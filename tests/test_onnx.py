@@ -194,6 +194,7 @@ def test_an_unknown_export_format_is_refused_in_one_line(tmp_path, capsys):
     assert not (tmp_path / "export").exists()
 
 
+@pytest.mark.slow
 def test_inference_on_an_export_imports_neither_the_models_nor_lightning(exported, recording):
     """An export's point is to run without the training stack: seconds of start-up, ~200 MB."""
     import subprocess

@@ -196,6 +196,7 @@ def test_a_model_that_does_not_load_is_one_line_naming_it(broken_models, mixed_f
         main([*arguments, "--debug"])
 
 
+@pytest.mark.slow
 def test_debug_prints_the_traceback_from_the_command_line(broken_models, mixed_folder, tmp_path):
     arguments = ["apply", str(broken_models["json"]), str(mixed_folder / "good.wav"), "--output", str(tmp_path / "o")]
     command = [sys.executable, "-m", "audiotask.cli.main"]

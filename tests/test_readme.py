@@ -30,6 +30,7 @@ def best_validation_psds(metrics_csv: Path) -> tuple[int, float]:
     return int(best["epoch"]), float(best["val/psds1"])
 
 
+@pytest.mark.slow
 def test_readme_example_runs_on_the_demo_data_and_writes_only_what_it_names(tmp_path, monkeypatch, capsys):
     from audiotask.demo.pipeline import QUICK
     from audiotask.demo.soundscapes import build_demo_dataset

@@ -241,6 +241,7 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loss", ["smooth_l1", "mse"])
 def test_the_loss_goes_down_and_inference_gives_one_snr_per_frame(data, loss, one_thread, monkeypatch):
     monkeypatch.setenv("PL_GLOBAL_SEED", "0")  # the chunks and mixtures drawn, whatever ran before

@@ -48,6 +48,7 @@ def final_weights(output):
     return torch.load(output / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumed_from_its_last_checkpoint_ends_as_the_uninterrupted_run(tmp_path, protocol_yml):
     environment = {**os.environ, "OMP_NUM_THREADS": "2"}
     run = tmp_path / "run"
@@ -196,6 +197,7 @@ def test_checkpoint_every_reaches_the_last_checkpoint_and_wrong_values_are_refus
 
 
 # ---- budgets are steps; a time cap that cuts a run short says so -------------------------
+@pytest.mark.slow
 def test_a_run_cut_short_by_a_time_cap_says_so(tmp_path, protocol_yml):
     model = debug_model(protocol_yml, tmp_path / "cache")
     with pytest.warns(UserWarning, match="training cut short: the wall-clock cap"):
@@ -235,6 +237,7 @@ def test_the_demo_budget_is_epochs_and_steps_never_wall_clock(tmp_path, monkeypa
     assert not {"max_time", "callbacks"} & set(given)
 
 
+@pytest.mark.slow
 def test_training_prints_no_advertisement_nor_accelerator_inventory(tmp_path, protocol_yml):
     # in a fresh process, as a user's script: Lightning's loggers print to its stderr
     script = (

@@ -21,6 +21,7 @@ def epoch_batches(loader, count=3):
     return [batch["X"].clone() for batch in itertools.islice(iter(loader), count)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("context", [None, "spawn"])
 def test_a_persistent_worker_draws_the_batches_of_each_new_epoch(tiny_protocol, tmp_path, context):
     task = SoundEventDetection(tiny_protocol, duration=1.0, batch_size=2, num_workers=2, cache=tmp_path / "cache")
