@@ -4,6 +4,7 @@ import csv
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -658,3 +659,26 @@ def test_osd_trained_applied_and_evaluated_from_the_command_line(workdir, tmp_pa
         overlap += 0.001 * np.count_nonzero(distinct >= 2)
     assert overlap > 0.0
     assert results["components"]["total"] == pytest.approx(overlap, abs=0.01)
+
+
+def evaluate_by_counting(args):
+    """The evaluation of the registry entry added by the test below: counts its inputs' lines."""
+    return {"lines": len(Path(args.reference).read_text().splitlines()), "table": "counted"}
+
+
+def test_a_task_entry_alone_gives_its_task_an_evaluation_its_options_and_its_table(monkeypatch, tmp_path, capsys):
+    """The registry entry owns a task's faces: adding one (nothing else) makes `evaluate
+    --task NAME` run its evaluation, take only its options and print its table."""
+    from audiotask.tasks import registry
+
+    entry = registry.TaskEntry("line-counting", "json:JSONDecoder", "counts lines", aliases=("lines",),
+                               evaluation=f"{__name__}:evaluate_by_counting",
+                               evaluation_table="json:dumps", evaluation_options=("fold",))
+    monkeypatch.setattr(registry, "TASKS", (*registry.TASKS, entry))
+    reference, predictions = tmp_path / "reference.txt", tmp_path / "predictions.txt"
+    reference.write_text("a\nb\nc\n")
+    predictions.write_text("")
+    assert main(["evaluate", "--task", "lines", str(reference), str(predictions), "--fold", "1"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"lines": 3, "table": "counted"}
+    assert main(["evaluate", "--task", "lines", str(reference), str(predictions), "--uem", "x.uem"]) == 2
+    assert "--uem does not apply to --task lines" in capsys.readouterr().err

@@ -69,6 +69,8 @@ TUNED_OPTIONS = ("onset", "offset", "median_filter")
 DEFAULT_BLOCK = 0.5
 #: the kind of the models without a task name in their specifications: the detection tasks'
 EVENTS = "events"
+#: what apply writes for them (a registry entry's default ``apply_outputs``)
+EVENT_OUTPUTS = "audiotask.cli.apply_outputs:EventOutputs"
 #: options that only some models take: dest -> (flag, the kinds of model that take it: task
 #: names, EVENTS for the detection models); given to another model, they are refused
 MODEL_OPTIONS = {
@@ -186,12 +188,30 @@ def with_tuned_values(args: argparse.Namespace, options: dict, classes) -> dict:
 
 
 def model_kind(model) -> str:
-    """The task name in ``model``'s specifications when apply has outputs of its own for it
-    (see ``apply_outputs.OUTPUTS``), else :data:`EVENTS` (the detection models)."""
-    from audiotask.cli.apply_outputs import OUTPUTS
+    """The task name in ``model``'s specifications when its registry entry has outputs of its
+    own (``TaskEntry.apply_outputs``), else :data:`EVENTS` (the detection models, and models
+    saved without a task name)."""
+    entry = task_entry(model)
+    return entry.name if entry is not None and entry.apply_outputs != EVENT_OUTPUTS else EVENTS
 
-    task = model.specifications.extra.get("task")
-    return task if task in OUTPUTS else EVENTS
+
+def task_entry(model):
+    """The registry entry of the task named in ``model``'s specifications, or None."""
+    from audiotask.tasks import registry
+
+    name = model.specifications.extra.get("task")
+    try:
+        return registry.resolve(name) if name else None
+    except registry.UnknownTaskError:  # a task of a newer audiotask, or of another package
+        return None
+
+
+def model_outputs(model) -> type:
+    """What apply writes for ``model``: its task's ``apply_outputs`` (see ``cli/apply_outputs.py``)."""
+    from audiotask.tasks.registry import load_target
+
+    entry = task_entry(model)
+    return load_target(EVENT_OUTPUTS if entry is None else entry.apply_outputs)
 
 
 def refuse_other_options(args: argparse.Namespace, kind: str) -> None:
@@ -236,7 +256,6 @@ def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from audiotask.cli.apply_files import Setup, process_files, process_in_workers
-    from audiotask.cli.apply_outputs import OUTPUTS, EventOutputs
     from audiotask.cli.apply_steps import load_model
 
     options = postprocessing_options(args)
@@ -250,7 +269,7 @@ def run(args: argparse.Namespace) -> int:
     args.block = args.block or DEFAULT_BLOCK
     if kind == EVENTS:
         options = with_tuned_values(args, options, model.specifications.classes)
-    kind_outputs = OUTPUTS.get(kind, EventOutputs)
+    kind_outputs = model_outputs(model)
     step = kind_outputs.default_step(model.specifications) if args.step is None else args.step
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     setup = Setup(args, kind_outputs, options, step, device)

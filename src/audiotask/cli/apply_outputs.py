@@ -1,7 +1,7 @@
 """What ``audiotask apply`` computes for each file, and writes, for each kind of model.
 
-The kind is the task a model was trained for (its ``specifications.extra["task"]``): one
-class here per kind, each with ``read(path)`` (what the model needs of a file, decoded: run
+The kind is the task a model was trained for (its ``specifications.extra["task"]``), whose
+registry entry names its class here (``TaskEntry.apply_outputs``), each with ``read(path)`` (what the model needs of a file, decoded: run
 in apply's read-ahead thread, so it touches nothing the model uses), ``process(path, audio)``
 (one file's result from what ``read`` gave; raises one of ``apply_steps.FILE_ERRORS`` for a file
 it cannot process) and ``write(output, results)`` (every file's result at once; returns the
@@ -35,9 +35,6 @@ class Outputs:
         The model, ready to slide over files.
     postprocessing : keywords of ``scores_to_events`` (:class:`EventOutputs` only)
     """
-
-    #: ``specifications.extra["task"]`` of the models these outputs are for
-    task: Optional[str] = None
 
     def __init__(self, args: argparse.Namespace, inference, postprocessing: Mapping[str, Any]):
         self.args = args
@@ -113,8 +110,6 @@ class EventOutputs(Outputs):
 class ClassificationOutputs(Outputs):
     """predictions.csv: filename, label (the class of highest score), one score column per class."""
 
-    task = "audio-classification"
-
     def process(self, path: Path, audio: DecodedFile):
         from audiotask.inference.clip_scores import clip_scores
 
@@ -133,8 +128,6 @@ class ClassificationOutputs(Outputs):
 class TaggingOutputs(Outputs):
     """scores.csv (filename, one score column per class) and tags.tsv (DCASE weak labels: the
     classes scored at or above --onset)."""
-
-    task = "audio-tagging"
 
     def process(self, path: Path, audio: DecodedFile):
         from audiotask.inference.clip_scores import clip_scores
@@ -157,8 +150,6 @@ class TaggingOutputs(Outputs):
 class SNROutputs(Outputs):
     """snr/URI.tsv (onset, offset, snr in dB, one row per frame, speech or not) and snr.csv
     (filename, the file's mean SNR in dB, its frames weighted by their duration)."""
-
-    task = "snr-estimation"
 
     def process(self, path: Path, audio: DecodedFile):
         from audiotask.inference.formats import scores_to_dataframe
@@ -183,8 +174,6 @@ class EmbeddingOutputs(Outputs):
     """One embedding per file (key: its uri), or per segment of --segments (key:
     ``uri/start-end``, seconds at 3 decimals), in embeddings.safetensors or embeddings.npy
     plus embeddings.txt (the keys of its rows)."""
-
-    task = "speaker-embedding"
 
     def __init__(self, args: argparse.Namespace, inference, postprocessing: Mapping[str, Any]):
         super().__init__(args, inference, postprocessing)
@@ -254,6 +243,3 @@ def read_segments(path: Path) -> dict[str, list[tuple[float, float]]]:
         segments[uri] = sorted(keys.values())
     return segments
 
-
-#: task name -> outputs; any other model (no task name: the detection tasks) gets EventOutputs
-OUTPUTS = {outputs.task: outputs for outputs in (ClassificationOutputs, TaggingOutputs, SNROutputs, EmbeddingOutputs)}

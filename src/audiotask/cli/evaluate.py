@@ -56,7 +56,6 @@ import warnings
 from collections import Counter
 from pathlib import Path
 
-from audiotask.cli import evaluate_clips
 from audiotask.cli.common import CommandError, audio_durations, read_durations
 from audiotask.protocols.uris import uri_of
 from audiotask.tasks import registry
@@ -66,20 +65,11 @@ HELP = "evaluate a model's outputs against a reference"
 
 #: evaluation name -> the registered task whose outputs it evaluates (besides the tasks' own names)
 EVALUATION_NAMES = {"verification": "speaker-embedding"}
-#: the positional arguments of each evaluation that does not take REFERENCE PREDICTIONS
-POSITIONALS = {"speaker-embedding": ("embeddings",)}
-#: options that only some evaluations take: dest -> (flag, canonical task names); given to
-#: another evaluation, they are refused (an option that does nothing would mislead)
-EVALUATION_OPTIONS = {
-    "durations": ("--durations", ("sound-event-detection", "multi-label-segmentation", "voice-activity-detection",
-                                  "overlapped-speech-detection")),
-    "audio": ("--audio", ("sound-event-detection", "multi-label-segmentation")),
-    "scores": ("--scores", ("sound-event-detection", "multi-label-segmentation")),
-    "uem": ("--uem", ("voice-activity-detection", "overlapped-speech-detection")),
-    "plot": ("--plot", ("audio-classification",)),
-    "fold": ("--fold", ("audio-classification", "audio-tagging")),
-    "trials": ("--trials", ("speaker-embedding",)),
-}
+#: options that only some evaluations take (each registry entry's ``evaluation_options``
+#: names those of its task): dest -> flag; given to another evaluation, they are refused
+#: (an option that does nothing would mislead)
+EVALUATION_OPTIONS = {"durations": "--durations", "audio": "--audio", "scores": "--scores", "uem": "--uem",
+                      "plot": "--plot", "fold": "--fold", "trials": "--trials"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -91,7 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "`audiotask apply` (detections, predictions.csv, scores.csv); EMBEDDINGS alone for --task "
                         "verification")
     parser.add_argument("--task", choices=evaluated_task_names(), default="sed", metavar="TASK",
-                        help=(registry.describe(registry.resolve(name) for name in EVALUATIONS)
+                        help=(registry.describe(entry for entry in registry.TASKS if entry.evaluation)
                               + "; verification: speaker verification with the embeddings of a speaker-embedding "
                               "model").replace("%", "%%") + " (default: %(default)s)")
     parser.add_argument("--durations", type=Path, metavar="TSV", help="file durations: filename<TAB>seconds")
@@ -291,40 +281,21 @@ def evaluate_osd(args: argparse.Namespace) -> dict:
     return {**evaluate_vad(args, overlap=True), "reference_label": "overlap"}
 
 
-#: canonical task name (see ``audiotask.tasks.registry``) -> how its outputs are evaluated
-EVALUATIONS = {
-    "sound-event-detection": evaluate_sed,
-    "voice-activity-detection": evaluate_vad,
-    "overlapped-speech-detection": evaluate_osd,
-    # per-class frame decisions written as events, as sound event detection's
-    "multi-label-segmentation": evaluate_sed,
-    "audio-classification": evaluate_clips.evaluate_classification,
-    "audio-tagging": evaluate_clips.evaluate_tagging,
-    "speaker-embedding": evaluate_clips.evaluate_verification,
-}
-#: how an evaluation's results are printed without --json (default: ``sound_events.format_table``)
-TABLES = {
-    "audio-classification": evaluate_clips.classification_table,
-    "audio-tagging": evaluate_clips.tagging_table,
-    "speaker-embedding": evaluate_clips.verification_table,
-}
-
-
 def evaluated_task_names() -> list[str]:
     """Names and aliases of the registered tasks that have an evaluation here, then the
     evaluations' own names (``verification``)."""
-    return [name for name in registry.names() if registry.resolve(name).name in EVALUATIONS] + list(EVALUATION_NAMES)
+    return [name for name in registry.names() if registry.resolve(name).evaluation] + list(EVALUATION_NAMES)
 
 
-def evaluated_task(name: str) -> str:
-    """The canonical name of the task evaluated by ``--task name``."""
-    return EVALUATION_NAMES.get(name) or registry.resolve(name).name
+def evaluated_task(name: str) -> registry.TaskEntry:
+    """The registry entry of the task evaluated by ``--task name``."""
+    return registry.resolve(EVALUATION_NAMES.get(name, name))
 
 
-def take_positionals(args: argparse.Namespace, task: str) -> None:
+def take_positionals(args: argparse.Namespace, task: registry.TaskEntry) -> None:
     """Name the positional files as ``task``'s evaluation reads them (``args.reference`` and
     ``args.predictions``, or ``args.embeddings``); ``CommandError`` for another count."""
-    names = POSITIONALS.get(task, ("reference", "predictions"))
+    names = task.evaluation_inputs
     if len(args.paths) != len(names):
         expected = " ".join(name.upper() for name in names)
         raise CommandError(f"--task {args.task} takes {len(names)} file(s), {expected}; got {len(args.paths)}: "
@@ -333,11 +304,11 @@ def take_positionals(args: argparse.Namespace, task: str) -> None:
         setattr(args, name, path)
 
 
-def refuse_other_options(args: argparse.Namespace, task: str) -> None:
+def refuse_other_options(args: argparse.Namespace, task: registry.TaskEntry) -> None:
     """``CommandError`` naming the options of :data:`EVALUATION_OPTIONS` given that ``task``'s
     evaluation does not take."""
-    refused = [flag for dest, (flag, tasks) in EVALUATION_OPTIONS.items()
-               if getattr(args, dest, None) is not None and task not in tasks]
+    refused = [flag for dest, flag in EVALUATION_OPTIONS.items()
+               if getattr(args, dest, None) is not None and dest not in task.evaluation_options]
     if refused:
         raise CommandError(f"{', '.join(refused)} do{'es' * (len(refused) == 1)} not apply to --task {args.task}")
 
@@ -358,11 +329,11 @@ def run(args: argparse.Namespace) -> int:
     take_positionals(args, task)
     refuse_other_options(args, task)
     # a ValueError (the metrics name the file or class at fault) is said in one line by cli/main.py
-    results = EVALUATIONS[task](args)
+    results = registry.load_target(task.evaluation)(args)
     if args.json:
         print(json.dumps(results, indent=2, default=plain))
-    elif task in TABLES:
-        print(TABLES[task](results))
+    elif task.evaluation_table:
+        print(registry.load_target(task.evaluation_table)(results))
     else:
         from audiotask.metrics.sound_events import format_table
 

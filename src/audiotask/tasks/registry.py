@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Optional
 
 #: constructor keywords every registered task accepts (those of the shared engine)
 ENGINE_OPTIONS = ("batch_size", "num_workers", "cache", "duration")
@@ -42,6 +42,20 @@ class TaskEntry:
         best recipe differs from the class's default (kept for the Python API's users).
     model_defaults : tuple of (keyword, value)
         ``--model-option`` values ``audiotask train`` gives the CRNN unless told otherwise.
+    apply_outputs : str
+        ``"module:Class"`` of what ``audiotask apply`` writes for the task's models (see
+        ``cli/apply_outputs.py``; default: scores and events, as for every detection task).
+    evaluation : str, optional
+        ``"module:function"`` scoring the task's outputs for ``audiotask evaluate`` (None: the
+        task has no evaluation).
+    evaluation_table : str, optional
+        ``"module:function"`` printing the evaluation's results without ``--json`` (default:
+        the sound event table).
+    evaluation_inputs : tuple of str
+        The positional files of its evaluation, as ``args`` names them.
+    evaluation_options : tuple of str
+        The options (``args`` names) its evaluation takes among those only some take; the
+        others are refused.
     """
 
     name: str
@@ -51,6 +65,11 @@ class TaskEntry:
     options: tuple[str, ...] = ()
     command_line_defaults: tuple[tuple[str, object], ...] = ()
     model_defaults: tuple[tuple[str, object], ...] = ()
+    apply_outputs: str = "audiotask.cli.apply_outputs:EventOutputs"
+    evaluation: Optional[str] = None
+    evaluation_table: Optional[str] = None
+    evaluation_inputs: tuple[str, ...] = ("reference", "predictions")
+    evaluation_options: tuple[str, ...] = ()
 
     @property
     def short_name(self) -> str:
@@ -67,8 +86,22 @@ class TaskEntry:
 
     def load(self) -> type:
         """Import and return the task class."""
-        module_name, _, class_name = self.target.partition(":")
-        return getattr(importlib.import_module(module_name), class_name)
+        return load_target(self.target)
+
+
+def load_target(target: str):
+    """The object that ``"module:name"`` (a string of this table, never read from a file) names."""
+    module_name, _, name = target.partition(":")
+    return getattr(importlib.import_module(module_name), name)
+
+
+EVALUATE = "audiotask.cli.evaluate"
+CLIP_EVALUATE = "audiotask.cli.evaluate_clips"
+APPLY_OUTPUTS = "audiotask.cli.apply_outputs"
+#: the options of an evaluation of detections written as events
+EVENT_EVALUATION = ("durations", "audio", "scores")
+#: those of a detection error rate (voice activity, overlap)
+RATE_EVALUATION = ("durations", "uem")
 
 
 TASKS: tuple[TaskEntry, ...] = (
@@ -86,18 +119,21 @@ TASKS: tuple[TaskEntry, ...] = (
         # which held best on the real recordings' unseen sources (PSDS2 0.061 against 0.000)
         model_defaults=(("channels", (16, 32, 64)), ("n_mels", 32), ("hidden_size", 64),
                         ("normalization", "instance")),
+        evaluation=f"{EVALUATE}:evaluate_sed", evaluation_options=EVENT_EVALUATION,
     ),
     TaskEntry(
         "voice-activity-detection",
         "audiotask.tasks.voice_activity_detection:VoiceActivityDetection",
         "is anybody speaking, frame by frame (any annotated label is speech)",
         aliases=("vad",),
+        evaluation=f"{EVALUATE}:evaluate_vad", evaluation_options=RATE_EVALUATION,
     ),
     TaskEntry(
         "overlapped-speech-detection",
         "audiotask.tasks.overlapped_speech_detection:OverlappedSpeechDetection",
         "are two or more speakers talking at once, frame by frame",
         aliases=("osd",),
+        evaluation=f"{EVALUATE}:evaluate_osd", evaluation_options=RATE_EVALUATION,
     ),
     TaskEntry(
         "multi-label-segmentation",
@@ -105,6 +141,8 @@ TASKS: tuple[TaskEntry, ...] = (
         "which labels are active, frame by frame (multi-label)",
         aliases=("mls",),
         options=("classes",),
+        # per-class frame decisions written as events, as sound event detection's
+        evaluation=f"{EVALUATE}:evaluate_sed", evaluation_options=EVENT_EVALUATION,
     ),
     TaskEntry(
         "audio-classification",
@@ -112,6 +150,9 @@ TASKS: tuple[TaskEntry, ...] = (
         "which one class a clip belongs to (mono-label, one decision per clip)",
         aliases=("classification",),
         options=("classes", "fold", "augmentation"),
+        apply_outputs=f"{APPLY_OUTPUTS}:ClassificationOutputs",
+        evaluation=f"{CLIP_EVALUATE}:evaluate_classification",
+        evaluation_table=f"{CLIP_EVALUATE}:classification_table", evaluation_options=("plot", "fold"),
     ),
     TaskEntry(
         "audio-tagging",
@@ -119,6 +160,9 @@ TASKS: tuple[TaskEntry, ...] = (
         "which classes occur in a clip (multi-label tags, one decision per clip)",
         aliases=("tagging",),
         options=("classes", "fold", "augmentation"),
+        apply_outputs=f"{APPLY_OUTPUTS}:TaggingOutputs",
+        evaluation=f"{CLIP_EVALUATE}:evaluate_tagging", evaluation_table=f"{CLIP_EVALUATE}:tagging_table",
+        evaluation_options=("fold",),
     ),
     TaskEntry(
         "snr-estimation",
@@ -126,6 +170,7 @@ TASKS: tuple[TaskEntry, ...] = (
         "signal-to-noise ratio of speech, frame by frame (regression, trained on mixtures made on the fly)",
         aliases=("snr",),
         options=("noise", "snr_range", "loss"),
+        apply_outputs=f"{APPLY_OUTPUTS}:SNROutputs",
     ),
     TaskEntry(
         "speaker-embedding",
@@ -133,6 +178,9 @@ TASKS: tuple[TaskEntry, ...] = (
         "one vector per speech chunk, close for one speaker and far apart for two (verification)",
         aliases=("embedding",),
         options=("speakers_per_batch", "dimension", "margin", "scale"),
+        apply_outputs=f"{APPLY_OUTPUTS}:EmbeddingOutputs",
+        evaluation=f"{CLIP_EVALUATE}:evaluate_verification", evaluation_table=f"{CLIP_EVALUATE}:verification_table",
+        evaluation_inputs=("embeddings",), evaluation_options=("trials",),
     ),
 )
 
