@@ -19,16 +19,15 @@ A task that draws chunks its own way registers an entry under a name of its own
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import Any, Callable
 
 import numpy as np
 
 from audiotask.engine.samplers import BalancedSampler, ChunkSampler, ClipSampler, Sampler
 
-if TYPE_CHECKING:
-    from audiotask.engine.annotated_task import AnnotatedTask
-
-SamplerBuilder = Callable[["AnnotatedTask", dict, np.ndarray], Sampler]
+#: the task of an entry: an ``engine.annotated_task.AnnotatedTask`` (not imported: it imports this table)
+AnnotatedTask = Any
+SamplerBuilder = Callable[[AnnotatedTask, dict, np.ndarray], Sampler]
 
 
 @dataclass(frozen=True)
@@ -47,7 +46,7 @@ class Sampling:
     """
 
     build: SamplerBuilder
-    epoch_length: Callable[["AnnotatedTask"], int]
+    epoch_length: Callable[[AnnotatedTask], int]
     by_label: bool = False
 
 
@@ -55,7 +54,7 @@ class Sampling:
 SAMPLINGS: dict[str, Sampling] = {}
 
 
-def register_sampling(name: str, *, epoch_length: Callable[["AnnotatedTask"], int],
+def register_sampling(name: str, *, epoch_length: Callable[[AnnotatedTask], int],
                       by_label: bool = False) -> Callable[[SamplerBuilder], SamplerBuilder]:
     """Decorator: register the decorated ``build(task, key, usable)`` as sampling ``name``."""
 
@@ -81,27 +80,27 @@ def without_batch_size(key: dict) -> dict:
 
 
 # ---- the engine's entries ----------------------------------------------------------------
-def region_epoch_length(task: "AnnotatedTask") -> int:
+def region_epoch_length(task: AnnotatedTask) -> int:
     regions, _ = task.training_regions()
     return task.default_train_len(float(np.sum(regions[:, 1] - regions[:, 0])))
 
 
 @register_sampling("regions", epoch_length=region_epoch_length)
-def region_sampler(task: "AnnotatedTask", key: dict, usable: np.ndarray) -> Sampler:
+def region_sampler(task: AnnotatedTask, key: dict, usable: np.ndarray) -> Sampler:
     regions, region_file = task.training_regions(usable)
     return ChunkSampler(regions, region_file, task.duration, min_duration=task.min_duration,
                         groups=task.balance_groups(), **key)
 
 
 @register_sampling("clips", epoch_length=lambda task: max(task.batch_size, int(task.usable_files("train").sum())))
-def clip_sampler(task: "AnnotatedTask", key: dict, usable: np.ndarray) -> Sampler:
+def clip_sampler(task: AnnotatedTask, key: dict, usable: np.ndarray) -> Sampler:
     # the sampler draws among the usable files: it must give their indices in the subset
     durations = np.asarray(task.metadata.subsets["train"].duration)[usable]
     return ClipSampler(durations, task.duration, file_ids=np.flatnonzero(usable), **key)
 
 
 @register_sampling("balanced", epoch_length=region_epoch_length, by_label=True)
-def balanced_sampler(task: "AnnotatedTask", key: dict, usable: np.ndarray) -> Sampler:
+def balanced_sampler(task: AnnotatedTask, key: dict, usable: np.ndarray) -> Sampler:
     train = task.metadata.subsets["train"]
     file_of = np.repeat(np.arange(len(train)), np.diff(train.segment_offsets))
     segment_class = task.label_class[np.asarray(train.segment_label)] if len(file_of) else file_of
