@@ -23,6 +23,7 @@ from lightning.pytorch.callbacks import Callback, Checkpoint, ModelCheckpoint, T
 from lightning.pytorch.loggers import CSVLogger
 
 from audiotask.core.model import Model
+from audiotask.io import replaced_atomically
 
 #: name of the checkpoint written when training stops on an exception (Ctrl-C included)
 INTERRUPTED = "interrupted"
@@ -409,13 +410,12 @@ def continue_metrics_log(logger: CSVLogger, header: list[str], rows: list[dict])
     written back right after, from a file renamed into place.
     """
     path = Path(logger.log_dir) / "metrics.csv"
-    partial = path.with_name(f".{path.name}.partial")
-    with open(partial, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=header)
-        writer.writeheader()
-        writer.writerows(rows)
-    experiment = logger.experiment  # creating it deletes metrics.csv
-    os.replace(partial, path)
+    with replaced_atomically(path) as partial:
+        with open(partial, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=header)
+            writer.writeheader()
+            writer.writerows(rows)
+        experiment = logger.experiment  # creating it deletes metrics.csv; the rename follows
     experiment.metrics_keys = list(header)
 
 

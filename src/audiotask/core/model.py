@@ -18,6 +18,7 @@ import torch
 from audiotask.core.architectures import ENTRY_POINT_GROUP, architecture_name, resolve_architecture
 from audiotask.core.audio import Audio
 from audiotask.core.frames import Frames
+from audiotask.io import replaced_atomically, write_text_atomically
 from audiotask.core.manifest import MANIFEST, WEIGHTS
 from audiotask.core.objectives import activation
 from audiotask.core.specifications import Specifications
@@ -303,14 +304,17 @@ class Model(pl.LightningModule):
         }
 
     def save_pretrained(self, directory: str | Path) -> Path:
-        """Write ``audiotask.json`` and ``model.safetensors`` into ``directory``."""
+        """Write ``model.safetensors`` and ``audiotask.json`` into ``directory``, each whole (a
+        kill mid-write leaves the previous file, see ``audiotask.io``), the manifest last."""
         from safetensors.torch import save_file
 
+        manifest = json.dumps(self.manifest(), indent=2)  # first: an unregistered architecture writes nothing
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        (directory / MANIFEST).write_text(json.dumps(self.manifest(), indent=2))
         state = {name: tensor.detach().cpu().contiguous() for name, tensor in self.inference_state_dict().items()}
-        save_file(state, directory / WEIGHTS)
+        with replaced_atomically(directory / WEIGHTS) as partial:
+            save_file(state, partial)
+        write_text_atomically(directory / MANIFEST, manifest)
         return directory
 
     @classmethod

@@ -29,6 +29,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional
 
+from audiotask.io import writer_tag
+
 try:
     import fcntl
 except ImportError:  # Windows
@@ -43,12 +45,6 @@ LEFTOVER_SUFFIXES = (".partial", ".stale")
 #: a leftover older than this is removed whoever wrote it (whether a process of another
 #: machine lives cannot be checked): writing one cache entry never takes this long
 LEFTOVER_AGE = 6 * 3600.0
-
-
-def writer_tag() -> str:
-    """``host.pid``: names a writer's temporary files uniquely, even on a file system that
-    several machines (or containers with equal pids) share."""
-    return f"{socket.gethostname()}.{os.getpid()}"
 
 
 def process_alive(pid: int) -> bool:

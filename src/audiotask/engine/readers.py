@@ -13,7 +13,7 @@ import os
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import soundfile
@@ -22,7 +22,8 @@ from tqdm.auto import tqdm
 
 from audiotask.core.audio import Audio, AudioError, refuse_nonfinite
 from audiotask.core.frames import seconds_to_samples
-from audiotask.engine.locks import file_lock, remove_leftovers, writer_tag
+from audiotask.engine.locks import file_lock, remove_leftovers
+from audiotask.io import replaced_atomically
 
 CACHE_DTYPES = {"int16": np.int16, "float16": np.float16}
 #: full scale of int16 PCM, as libsndfile reads it (x / 32768): 16-bit sources round-trip exactly
@@ -125,20 +126,10 @@ def decode_to_cache(path: str, target: Path, sample_rate: int, dtype: str) -> No
         scale, data = 1.0, samples.astype(np.float16)
     # each file renamed into place whole, the scale first: a present .npy marks a complete
     # entry, and two processes writing the same entry (the same bytes) never expose half of one
-    _write_atomically(target.with_suffix(".scale"), lambda handle: handle.write(repr(scale).encode()))
-    _write_atomically(target, lambda handle: np.save(handle, data, allow_pickle=False))
-
-
-def _write_atomically(path: Path, write: Callable) -> None:
-    """``write(binary handle)`` into a temporary file of this writer, renamed to ``path``."""
-    partial = path.parent / f"{path.name}.{writer_tag()}.partial"
-    try:
-        with open(partial, "wb") as handle:
-            write(handle)
-        os.replace(partial, path)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+    with replaced_atomically(target.with_suffix(".scale")) as partial:
+        partial.write_bytes(repr(scale).encode())
+    with replaced_atomically(target) as partial, open(partial, "wb") as handle:
+        np.save(handle, data, allow_pickle=False)
 
 
 def decoding_context() -> multiprocessing.context.BaseContext:

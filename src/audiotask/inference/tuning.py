@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ import pandas as pd
 from pyannote.core import SlidingWindowFeature
 
 from audiotask.inference.postprocessing import median_filter
+from audiotask.io import write_text_atomically
 
 FILENAME = "postprocessing.json"
 FORMAT_VERSION = 1
@@ -139,10 +139,7 @@ class PostProcessing:
         path = Path(model_dir) / FILENAME
         self.check_classes(_model_classes(Path(model_dir)) or self.classes, source=str(path))
         # a reader never sees a half-written file, even if this process dies mid-write
-        temporary = path.with_name(f".{FILENAME}.{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
-        os.replace(temporary, path)
-        return path
+        return write_text_atomically(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def load(cls, model_dir: Union[str, Path]) -> Optional["PostProcessing"]:
