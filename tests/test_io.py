@@ -36,3 +36,13 @@ def test_save_pretrained_leaves_no_temporary_file(tmp_path):
                                                resolution=Resolution.FRAME, duration=2.0, classes=["a", "b"]))
     model.save_pretrained(tmp_path / "model")
     assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["audiotask.json", "model.safetensors"]
+
+
+def test_an_output_writer_that_refuses_midway_leaves_the_previous_output(tmp_path):
+    from audiotask.inference.formats import write_tags_tsv
+
+    path = tmp_path / "tags.tsv"
+    write_tags_tsv(path, {"a.wav": ["Dog"]})
+    with pytest.raises(ValueError, match="comma"):
+        write_tags_tsv(path, {"a.wav": ["Cat"], "b.wav": ["Dog,Cat"]})  # refused at its second row
+    assert path.read_text().splitlines()[1:] == ["a.wav\tDog"] and sorted(p.name for p in tmp_path.iterdir()) == ["tags.tsv"]

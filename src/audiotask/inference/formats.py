@@ -19,6 +19,7 @@ from pyannote.core import Annotation, SlidingWindowFeature
 from audiotask.inference.aggregation import is_per_window, windows_to_timeline
 from audiotask.core.frames import cell_boundaries
 from audiotask.inference.postprocessing import rows_before
+from audiotask.io import replaced_atomically, write_text_atomically
 from audiotask.protocols.dcase import WEAK_HEADER, not_utf8_error, read_dcase_tsv, write_dcase_tsv
 from audiotask.protocols.uris import uri_of
 
@@ -84,7 +85,7 @@ def write_rttm(path: Union[str, Path], annotations: Union[Mapping[str, Annotatio
         items = list(annotations.items())
     else:
         items = [(annotation.uri, annotation) for annotation in annotations]
-    with open(path, "w", encoding="utf-8") as handle:
+    with replaced_atomically(path) as partial, open(partial, "w", encoding="utf-8") as handle:
         for uri, annotation in items:
             if not uri:
                 raise ValueError("an annotation without uri cannot be written to RTTM")
@@ -249,7 +250,7 @@ def write_clip_scores(
     taken = {"filename", LABEL_COLUMN} & set(classes)
     if taken:
         raise ValueError(f"a class cannot be named {sorted(taken)[0]!r}: that column names the file or its label")
-    with open(path, "w", newline="", encoding="utf-8") as handle:
+    with replaced_atomically(path) as partial, open(partial, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(["filename", *([LABEL_COLUMN] if labels is not None else []), *classes])
         for filename in sorted(scores):
@@ -308,7 +309,7 @@ def write_tags_tsv(path: Union[str, Path], tags: Mapping[str, Sequence[str]]) ->
     Labels are comma-separated (sorted); a file without tags is listed with an empty field,
     so that it reads back as a file without any class, not as a missing file.
     """
-    with open(path, "w", newline="", encoding="utf-8") as handle:
+    with replaced_atomically(path) as partial, open(partial, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
         writer.writerow(WEAK_HEADER)
         for filename in sorted(tags):
@@ -350,11 +351,13 @@ def write_embeddings(path: Union[str, Path], embeddings: Mapping[str, np.ndarray
     if path.suffix == ".safetensors":
         from safetensors.numpy import save_file
 
-        save_file(arrays, str(path))
+        with replaced_atomically(path) as partial:
+            save_file(arrays, str(partial))
         return [path]
     keys = sorted(arrays)
-    np.save(path, np.stack([arrays[key] for key in keys]))
-    embedding_keys_path(path).write_text("".join(f"{key}\n" for key in keys), encoding="utf-8")
+    with replaced_atomically(path) as partial, open(partial, "wb") as handle:
+        np.save(handle, np.stack([arrays[key] for key in keys]))
+    write_text_atomically(embedding_keys_path(path), "".join(f"{key}\n" for key in keys))
     return [path, embedding_keys_path(path)]
 
 

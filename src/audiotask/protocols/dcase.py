@@ -20,6 +20,7 @@ from typing import Iterable, Iterator, Union
 
 from pyannote.core import Annotation, Segment
 
+from audiotask.io import replaced_atomically
 from audiotask.protocols.uris import uri_of
 
 __all__ = [
@@ -78,8 +79,9 @@ def read_dcase_weak_tsv(path: Union[str, Path]) -> dict[str, WeakLabels]:
 
 
 def write_dcase_tsv(path: Union[str, Path], events: list[tuple[str, float, float, str]]) -> None:
-    """Write ``(filename, onset, offset, event_label)`` rows with the DCASE header."""
-    with open(path, "w", newline="", encoding="utf-8") as handle:
+    """Write ``(filename, onset, offset, event_label)`` rows with the DCASE header (whole: see
+    ``audiotask.io``)."""
+    with replaced_atomically(path) as partial, open(partial, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
         writer.writerow(HEADER)
         for filename, onset, offset, label in events:
