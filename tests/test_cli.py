@@ -506,7 +506,7 @@ def test_no_mean_teacher_reads_false_and_its_absence_none():
     assert parser.parse_args(common).mean_teacher is None
 
 
-#: a command-line value for every option of TASK_OPTIONS, and the task it applies to
+#: a command-line value for every task option of the registry, and the task it applies to
 EVERY_TASK_OPTION = {
     "classes": ("sed", "a,b"), "resolution": ("sed", "frame"), "kind_proportions": ("sed", "strong=1"),
     "augmentation": ("sed", "none=true"), "mean_teacher": ("sed", None), "consistency_ramp_up": ("sed", "10"),
@@ -519,15 +519,15 @@ EVERY_TASK_OPTION = {
 
 @pytest.mark.parametrize("keyword", sorted(EVERY_TASK_OPTION))
 def test_every_task_option_reaches_the_task(monkeypatch, tmp_path, keyword):
-    """Each TASK_OPTIONS flag lands in its constructor keyword. (--augmentation-option and
+    """Each task option's flag lands in its constructor keyword. (--augmentation-option and
     --mixing-option were once parsed into argparse's default dests and silently ignored: the
     "plain recipe" of a benchmark then trained with mixup and FilterAugment.)"""
     from audiotask.cli import train
     from audiotask.tasks import registry
 
-    assert set(EVERY_TASK_OPTION) == set(train.TASK_OPTIONS)
+    assert set(EVERY_TASK_OPTION) == set(registry.task_options())
     task, value = EVERY_TASK_OPTION[keyword]
-    flag = train.TASK_OPTIONS[keyword][0]
+    flag = registry.task_options()[keyword].flag
     if keyword == "noise":
         (tmp_path / "noise").mkdir()
         value = str(tmp_path / "noise")
@@ -682,3 +682,33 @@ def test_a_task_entry_alone_gives_its_task_an_evaluation_its_options_and_its_tab
     assert json.loads(capsys.readouterr().out) == {"lines": 3, "table": "counted"}
     assert main(["evaluate", "--task", "lines", str(reference), str(predictions), "--uem", "x.uem"]) == 2
     assert "--uem does not apply to --task lines" in capsys.readouterr().err
+
+
+def test_a_task_entry_alone_gives_train_its_own_option(monkeypatch):
+    """An entry declaring an option of its own (nothing else changed) makes `train` offer it,
+    listed under its section with the tasks that take it, read by the entry's reader, and
+    refused for the other tasks."""
+    from audiotask.cli import train
+    from audiotask.tasks import registry
+
+    window = registry.TaskOption("window", "--window", "seconds of context", group="line counting", read=float)
+    entry = registry.TaskEntry("line-counting", "json:JSONDecoder", "counts lines", aliases=("lines",),
+                               options=(window, registry.CLASSES))
+    monkeypatch.setattr(registry, "TASKS", (*registry.TASKS, entry))
+    action = option_action("train", "window")
+    assert action.option_strings == ["--window"] and action.help == "lines only: seconds of context"
+    assert "lines" in option_action("train", "classes").help
+    built = {}
+    monkeypatch.setattr(registry.TaskEntry, "load", lambda entry: lambda protocol, **options: built.update(options))
+    train.make_task(parse_train("--task", "lines", "--window", "2.5", "--classes", "a,b"), protocol=None)
+    assert built["window"] == 2.5 and built["classes"] == ["a", "b"]
+    with pytest.raises(CommandError, match="--window applies to --task lines only, not to --task sed"):
+        train.make_task(parse_train("--task", "sed", "--window", "2.5"), protocol=None)
+
+
+def test_one_keyword_declared_two_ways_is_refused():
+    from audiotask.tasks import registry
+
+    other = registry.TaskEntry("x", "json:JSONDecoder", "x", options=(registry.TaskOption("classes", "--labels", "?"),))
+    with pytest.raises(RuntimeError, match="'classes' is declared twice"):
+        registry.task_options((*registry.TASKS, other))

@@ -319,7 +319,7 @@ def test_a_database_of_strong_weak_and_unlabelled_folders_gives_each_file_its_la
 
 def test_the_command_line_builds_the_recipe_from_its_options(event_folders):
     from audiotask.cli.common import CommandError
-    from audiotask.cli.train import detection_augmentation, dynamic_mixing, parse_shares
+    from audiotask.cli.option_readers import detection_augmentation, dynamic_mixing, parse_shares
 
     assert detection_augmentation(["none=true"]) == DetectionAugmentation.none()
     assert detection_augmentation(["mixup=0", "frequency_masks=2"]) == DetectionAugmentation(mixup=0.0, frequency_masks=2)

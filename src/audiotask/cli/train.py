@@ -17,110 +17,33 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from audiotask.cli.common import CommandError, model_options, parse_classes, parse_options, quiet_warnings
+from audiotask.cli.common import CommandError, model_options, quiet_warnings
 from audiotask.tasks import registry
 
 HELP = "train a model on a protocol"
 #: default of --checkpoint-every (audiotask.training.CHECKPOINT_EVERY, not imported: --help stays light)
 CHECKPOINT_EVERY = 100
 
-#: task constructor keyword -> (its command-line option, how the option's text is read); a
-#: task takes the ones its registry entry lists, and refuses the others
-TASK_OPTIONS = {
-    "classes": ("--classes", parse_classes),
-    "resolution": ("--resolution", str),
-    "kind_proportions": ("--kind-proportions", lambda text: parse_shares(text)),
-    "augmentation": ("--augmentation-option", lambda pairs: detection_augmentation(pairs)),
-    "mean_teacher": ("--no-mean-teacher", bool),
-    "consistency_ramp_up": ("--consistency-ramp-up", int),
-    "mixing": ("--mixing-option", lambda pairs: dynamic_mixing(pairs)),
-    "select_by": ("--select-by", str),
-    "fold": ("--fold", str),
-    "noise": ("--noise", lambda text: noise_source(text)),
-    "snr_range": ("--snr-range", lambda text: parse_range(text, "--snr-range")),
-    "loss": ("--loss", str),
-    "speakers_per_batch": ("--speakers-per-batch", int),
-    "margin": ("--margin", float),
-    "scale": ("--scale", float),
-    "dimension": ("--dimension", int),
-}
 #: ``--fold all``: one run per fold, each validated on its fold (cross-validation)
 ALL_FOLDS = "all"
-
-
-def parse_shares(text: str) -> dict[str, float]:
-    """``"strong=1,weak=1,none=2"`` -> ``{"strong": 1.0, "weak": 1.0, "none": 2.0}``."""
-    shares = {}
-    for item in text.split(","):
-        kind, _, value = item.partition("=")
-        try:
-            shares[kind.strip()] = float(value)
-        except ValueError:
-            raise CommandError(f"--kind-proportions: expected KIND=SHARE items (strong, weak, none), got {item!r}") from None
-    return shares
-
-
-def parse_range(text: str, flag: str) -> tuple[float, float]:
-    """``"0,20"`` -> ``(0.0, 20.0)``; ``CommandError`` unless two numbers, the first not above the
-    second (equal: one fixed value)."""
-    try:
-        low, high = (float(part) for part in text.split(","))
-    except ValueError:
-        raise CommandError(f"{flag}: expected LOW,HIGH (two numbers), got {text!r}") from None
-    if not low <= high:
-        raise CommandError(f"{flag}: expected LOW <= HIGH, got {text!r}")
-    return low, high
-
-
-def noise_source(text: str):
-    """``--noise``: a folder of noise recordings (a ``Path``), else a protocol's name (the protocol).
-
-    Protocols are looked up in pyannote.database's registry, where ``load_protocol`` has
-    loaded the ``--database`` files by the time the task is built.
-    """
-    if Path(text).is_dir():
-        return Path(text)
-    if text.count(".") < 2 or Path(text).exists():  # Database.Task.Protocol
-        raise CommandError(f"--noise: {text} is neither a folder of noise recordings nor a protocol name")
-    from pyannote.database import FileFinder, registry as databases
-
-    try:
-        return databases.get_protocol(text, preprocessors={"audio": FileFinder()})
-    except (KeyError, ValueError) as error:
-        raise CommandError(f"--noise: no such folder, nor a known protocol {text!r} ({error})") from None
-
-
-def detection_augmentation(pairs: list[str]):
-    """``DetectionAugmentation`` from ``--augmentation-option KEY=VALUE`` pairs (``none=true``: none)."""
-    from audiotask.augmentation.recipe import DetectionAugmentation
-
-    options = parse_options(pairs)
-    if options.pop("none", False):
-        if options:
-            raise CommandError("--augmentation-option none=true takes no other augmentation option")
-        return DetectionAugmentation.none()
-    try:
-        return DetectionAugmentation(**options)
-    except (TypeError, ValueError) as error:
-        raise CommandError(f"--augmentation-option: {error}") from None
-
-
-def dynamic_mixing(pairs: list[str]):
-    """``DynamicMixing`` from ``--mixing-option KEY=VALUE`` pairs (``events=DIR`` required)."""
-    from audiotask.engine.mixing import DynamicMixing
-
-    options = parse_options(pairs)
-    if "events" not in options:
-        raise CommandError("--mixing-option needs events=FOLDER (one sub-folder of isolated clips per class)")
-    try:
-        return DynamicMixing(**options)
-    except (TypeError, ValueError) as error:
-        raise CommandError(f"--mixing-option: {error}") from None
 
 
 def applies_to(keyword: str) -> str:
     """``"sed, mls"``: the short names of the tasks that take ``keyword`` (for help and errors)."""
     return ", ".join(entry.short_name for entry in registry.accepting(keyword))
+
+
+def add_task_options(parser: argparse.ArgumentParser, groups: dict) -> None:
+    """The options of the registered tasks (their entries' ``options``), each in its section of
+    ``--help`` (``groups``: those already made, by title) and saying which tasks take it."""
+    every_task = len(registry.TASKS)
+    for option in registry.task_options().values():
+        if option.group not in groups:
+            groups[option.group] = parser.add_argument_group(option.group)
+        takers = registry.accepting(option.keyword)
+        prefix = "" if len(takers) == every_task else f"{applies_to(option.keyword)} only: "
+        groups[option.group].add_argument(option.flag, help=(prefix + option.help).replace("%", "%%"),
+                                          **option.argparse_keywords())
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -133,52 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     task = parser.add_argument_group("task")
     task.add_argument("--task", choices=registry.names(), default="sed", metavar="TASK",
                       help=registry.describe().replace("%", "%%") + " (default: %(default)s)")
-    task.add_argument("--resolution", choices=("frame", "chunk"),
-                      help=f"{applies_to('resolution')} only: one decision per frame (strong labels) or per chunk "
-                      "(default: the task's)")
-    task.add_argument("--classes", help=f"{applies_to('classes')} only: comma-separated class names, in output order "
-                      "(default: the labels of the training set, sorted)")
     task.add_argument("--duration", type=float, help="training chunk duration in seconds (default: the task's; "
                       "sed: 10)")
-    recipe = parser.add_argument_group("sound event detection recipe (sed at frame resolution; see README)")
-    recipe.add_argument("--kind-proportions", metavar="KIND=SHARE,...",
-                        help="shares of strongly labelled, weakly labelled and unlabelled files in each batch "
-                        "(default: strong=1,weak=1,none=2, as DCASE's baseline)")
-    # dest: the constructor keyword of TASK_OPTIONS (without it, argparse's "augmentation_option"
-    # is never looked up and the option is silently ignored)
-    recipe.add_argument("--augmentation-option", action="append", dest="augmentation", metavar="KEY=VALUE",
-                        help="augmentation setting (repeatable): mixup=0.5, filter_augment=true, frequency_masks=0, "
-                        "time_shift=0, gain=0, backgrounds=FOLDER, background_snr=[5,20]; none=true for none")
-    # False when given, None when not (the task's own default then applies)
-    recipe.add_argument("--no-mean-teacher", dest="mean_teacher", action="store_const", const=False,
-                        help="train without a mean teacher (and its consistency loss)")
-    recipe.add_argument("--consistency-ramp-up", type=int, metavar="STEPS",
-                        help="optimiser steps over which the consistency loss's weight ramps up (default: 1000)")
-    recipe.add_argument("--mixing-option", action="append", dest="mixing", metavar="KEY=VALUE",
-                        help="dynamic mixing (repeatable): events=FOLDER (one sub-folder of isolated clips per class), "
-                        "backgrounds=FOLDER, share=0.25, snr_range=[0,20], events_per_clip=[1,3], max_overlap=2")
-    recipe.add_argument("--select-by", choices=("psds1", "psds2", "loss"),
-                        help="what validation keeps the best checkpoint by (default: psds1)")
-    clips = parser.add_argument_group("audio classification and tagging")
-    clips.add_argument("--fold", metavar="K", help=f"{applies_to('fold')} only: validate on fold K of the clip table "
-                       "and train on the other folds; 'all': one run per fold, each into OUTPUT/fold-K, then each "
-                       "fold's scores and their mean ± standard deviation (cross-validation)")
-    snr = parser.add_argument_group("SNR estimation")
-    snr.add_argument("--noise", metavar="FOLDER_OR_PROTOCOL", help=f"{applies_to('noise')} only, and required: noise "
-                     "recordings mixed with the protocol's speech on the fly, a folder or a protocol's name")
-    snr.add_argument("--snr-range", metavar="LOW,HIGH", help=f"{applies_to('snr_range')} only: range (dB) of the "
-                     "SNRs drawn for the training mixtures (default: the task's)")
-    snr.add_argument("--loss", choices=("smooth_l1", "mse"), help=f"{applies_to('loss')} only: regression loss "
-                     "(default: the task's, smooth_l1)")
-    embedding = parser.add_argument_group("speaker embedding")
-    embedding.add_argument("--speakers-per-batch", type=int, metavar="N", help=f"{applies_to('speakers_per_batch')} "
-                           "only: distinct speakers in each batch (default: the task's)")
-    embedding.add_argument("--margin", type=float, help=f"{applies_to('margin')} only: additive angular margin of the "
-                           "loss (default: the task's, 0.2)")
-    embedding.add_argument("--scale", type=float, help=f"{applies_to('scale')} only: scale of the cosines in the "
-                           "loss (default: the task's, 30)")
-    embedding.add_argument("--dimension", type=int, help=f"{applies_to('dimension')} only: size of "
-                           "the embeddings (default: the task's)")
+    add_task_options(parser, groups={"task": task})
     model = parser.add_argument_group("model")
     model.add_argument("--model", default="CRNN",
                        help="registered architecture: CRNN, Debug, or one an installed package declares in the "
@@ -243,19 +123,20 @@ def task_options(args: argparse.Namespace, entry: registry.TaskEntry) -> dict:
         options["duration"] = args.duration
     if args.num_workers is not None:
         options["num_workers"] = args.num_workers
-    given = {keyword for keyword in TASK_OPTIONS if getattr(args, keyword, None) is not None}
+    offered = registry.task_options()
+    given = {keyword for keyword in offered if getattr(args, keyword, None) is not None}
     for keyword, value in entry.command_line_defaults:
         if keyword not in given and not (keyword == "duration" and args.duration is not None):
             options[keyword] = value
     refused = []
-    for keyword, (flag, read) in TASK_OPTIONS.items():
+    for keyword, option in offered.items():
         value = getattr(args, keyword, None)
         if value is None:
             continue
         if not entry.accepts(keyword):
-            refused.append(f"{flag} applies to --task {applies_to(keyword)} only")
+            refused.append(f"{option.flag} applies to --task {applies_to(keyword)} only")
             continue  # not read: reading may fail (a --noise that is no folder), and it is refused anyway
-        options[keyword] = read(value)
+        options[keyword] = option.reader()(value)
     if refused:
         raise CommandError(f"{'; '.join(refused)}, not to --task {entry.short_name}")
     return options
@@ -281,7 +162,8 @@ def make_task(args: argparse.Namespace, protocol, *, fold=None):
                 if parameter.default is inspect.Parameter.empty and name not in options
                 and parameter.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
     if required:
-        flags = [TASK_OPTIONS[name][0] if name in TASK_OPTIONS else name for name in required]
+        offered = registry.task_options()
+        flags = [offered[name].flag if name in offered else name for name in required]
         raise CommandError(f"--task {entry.short_name} needs {', '.join(flags)}")
     return cls(protocol, **options)
 

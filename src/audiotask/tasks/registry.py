@@ -1,16 +1,20 @@
 """The named tasks: one table maps each name and its aliases to a task class.
 
-The command line takes its ``--task`` choices and help from :data:`TASKS`. Classes are
-named as ``"module:Class"`` strings and imported only by :func:`load`: task modules import
-torch and Lightning, which take seconds, and ``audiotask --help`` must answer at once.
-This module therefore imports nothing heavy.
+The command line takes its ``--task`` choices and help from :data:`TASKS`, and each entry
+holds all of its task's command-line faces: the options ``audiotask train`` offers for it
+(:class:`TaskOption`), what ``apply`` writes and how ``evaluate`` scores it. Adding a task
+with full command-line support touches its module and its entry.
+
+Classes and functions are named as ``"module:name"`` strings and imported only when used
+(:func:`load_target`): task modules import torch and Lightning, which take seconds, and
+``audiotask --help`` must answer at once. This module therefore imports nothing heavy.
 """
 
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional, Union
 
 #: constructor keywords every registered task accepts (those of the shared engine)
 ENGINE_OPTIONS = ("batch_size", "num_workers", "cache", "duration")
@@ -18,6 +22,55 @@ ENGINE_OPTIONS = ("batch_size", "num_workers", "cache", "duration")
 
 class UnknownTaskError(ValueError):
     """A task name that is neither a registered name nor an alias; the message lists them."""
+
+
+@dataclass(frozen=True)
+class TaskOption:
+    """A constructor keyword of a task, as ``audiotask train`` offers it on the command line.
+
+    Parameters
+    ----------
+    keyword : str
+        The constructor keyword (also the ``argparse`` destination).
+    flag : str
+        The command-line option (``"--classes"``).
+    help : str
+        What it does; the command line prefixes the tasks that take it.
+    group : str
+        Title of the ``--help`` section it is listed under.
+    read : callable or str
+        Reads the option's text (a list of texts when ``repeatable``) into the constructor's
+        value: a callable, or ``"module:function"`` imported when the option is given.
+    metavar, choices
+        As for ``argparse``.
+    repeatable : bool
+        Given once per ``KEY=VALUE`` pair (``argparse``'s ``append``).
+    switch_off : bool
+        A ``--no-...`` flag: ``False`` when given, else the task's own default.
+    """
+
+    keyword: str
+    flag: str
+    help: str
+    group: str = "task"
+    read: Union[Callable, str] = str
+    metavar: Optional[str] = None
+    choices: Optional[tuple[str, ...]] = None
+    repeatable: bool = False
+    switch_off: bool = False
+
+    def reader(self) -> Callable:
+        """The function reading the option's text (imported now when named as a string)."""
+        return load_target(self.read) if isinstance(self.read, str) else self.read
+
+    def argparse_keywords(self) -> dict:
+        """Keywords of ``add_argument`` for this option (its help aside)."""
+        if self.switch_off:
+            return dict(dest=self.keyword, action="store_const", const=False)
+        keywords = dict(dest=self.keyword, metavar=self.metavar, choices=self.choices)
+        if self.repeatable:
+            keywords["action"] = "append"
+        return keywords
 
 
 @dataclass(frozen=True)
@@ -34,9 +87,10 @@ class TaskEntry:
         One line saying what the task does.
     aliases : tuple of str
         Other accepted names; the first is the short name shown by the command line.
-    options : tuple of str
-        Constructor keywords the task accepts besides :data:`ENGINE_OPTIONS` (e.g.
-        ``"classes"``): a user option that maps to a keyword outside them is refused.
+    options : tuple of TaskOption
+        Constructor keywords the task accepts besides :data:`ENGINE_OPTIONS`, with their
+        command-line options: a user option that maps to a keyword outside them is refused.
+        An option two tasks take is one shared :class:`TaskOption` (e.g. :data:`CLASSES`).
     command_line_defaults : tuple of (keyword, value)
         What ``audiotask train`` passes for a keyword the user did not give, where the
         best recipe differs from the class's default (kept for the Python API's users).
@@ -62,7 +116,7 @@ class TaskEntry:
     target: str
     help: str
     aliases: tuple[str, ...] = ()
-    options: tuple[str, ...] = ()
+    options: tuple[TaskOption, ...] = ()
     command_line_defaults: tuple[tuple[str, object], ...] = ()
     model_defaults: tuple[tuple[str, object], ...] = ()
     apply_outputs: str = "audiotask.cli.apply_outputs:EventOutputs"
@@ -82,7 +136,12 @@ class TaskEntry:
 
     def accepts(self, option: str) -> bool:
         """Whether the task's constructor takes keyword ``option``."""
-        return option in self.options or option in ENGINE_OPTIONS
+        return option in self.keywords or option in ENGINE_OPTIONS
+
+    @property
+    def keywords(self) -> tuple[str, ...]:
+        """The constructor keywords of :attr:`options`."""
+        return tuple(option.keyword for option in self.options)
 
     def load(self) -> type:
         """Import and return the task class."""
@@ -103,6 +162,62 @@ EVENT_EVALUATION = ("durations", "audio", "scores")
 #: those of a detection error rate (voice activity, overlap)
 RATE_EVALUATION = ("durations", "uem")
 
+READERS = "audiotask.cli.option_readers"
+DETECTION_RECIPE = "sound event detection recipe (sed at frame resolution; see README)"
+CLIP_TASKS = "audio classification and tagging"
+
+#: options more than one task takes (one declaration each, so that ``--help`` lists them once)
+CLASSES = TaskOption("classes", "--classes", "comma-separated class names, in output order (default: the labels "
+                     "of the training set, sorted)", read="audiotask.cli.common:parse_classes")
+FOLD = TaskOption("fold", "--fold", "validate on fold K of the clip table and train on the other folds; 'all': one "
+                  "run per fold, each into OUTPUT/fold-K, then each fold's scores and their mean ± standard deviation "
+                  "(cross-validation)", group=CLIP_TASKS, metavar="K")
+AUGMENTATION = TaskOption(
+    "augmentation", "--augmentation-option", "augmentation setting (repeatable): mixup=0.5, filter_augment=true, "
+    "frequency_masks=0, time_shift=0, gain=0, backgrounds=FOLDER, background_snr=[5,20]; none=true for none",
+    group=DETECTION_RECIPE, read=f"{READERS}:detection_augmentation", metavar="KEY=VALUE", repeatable=True)
+
+#: sound event detection's own
+SED_OPTIONS = (
+    CLASSES,
+    TaskOption("resolution", "--resolution", "one decision per frame (strong labels) or per chunk (default: the "
+               "task's)", choices=("frame", "chunk")),
+    TaskOption("kind_proportions", "--kind-proportions", "shares of strongly labelled, weakly labelled and unlabelled "
+               "files in each batch (default: strong=1,weak=1,none=2, as DCASE's baseline)", group=DETECTION_RECIPE,
+               read=f"{READERS}:parse_shares", metavar="KIND=SHARE,..."),
+    AUGMENTATION,
+    TaskOption("mean_teacher", "--no-mean-teacher", "train without a mean teacher (and its consistency loss)",
+               group=DETECTION_RECIPE, read=bool, switch_off=True),
+    TaskOption("consistency_ramp_up", "--consistency-ramp-up", "optimiser steps over which the consistency loss's "
+               "weight ramps up (default: 1000)", group=DETECTION_RECIPE, read=int, metavar="STEPS"),
+    TaskOption("mixing", "--mixing-option", "dynamic mixing (repeatable): events=FOLDER (one sub-folder of isolated "
+               "clips per class), backgrounds=FOLDER, share=0.25, snr_range=[0,20], events_per_clip=[1,3], "
+               "max_overlap=2", group=DETECTION_RECIPE, read=f"{READERS}:dynamic_mixing", metavar="KEY=VALUE",
+               repeatable=True),
+    TaskOption("select_by", "--select-by", "what validation keeps the best checkpoint by (default: psds1)",
+               group=DETECTION_RECIPE, choices=("psds1", "psds2", "loss")),
+)
+SNR = "SNR estimation"
+SNR_OPTIONS = (
+    TaskOption("noise", "--noise", "required; noise recordings mixed with the protocol's speech on the fly, a "
+               "folder or a protocol's name", group=SNR, read=f"{READERS}:noise_source",
+               metavar="FOLDER_OR_PROTOCOL"),
+    TaskOption("snr_range", "--snr-range", "range (dB) of the SNRs drawn for the training mixtures (default: the "
+               "task's)", group=SNR, read=f"{READERS}:parse_range", metavar="LOW,HIGH"),
+    TaskOption("loss", "--loss", "regression loss (default: the task's, smooth_l1)", group=SNR,
+               choices=("smooth_l1", "mse")),
+)
+EMBEDDING = "speaker embedding"
+EMBEDDING_OPTIONS = (
+    TaskOption("speakers_per_batch", "--speakers-per-batch", "distinct speakers in each batch (default: the task's)",
+               group=EMBEDDING, read=int, metavar="N"),
+    TaskOption("dimension", "--dimension", "size of the embeddings (default: the task's)", group=EMBEDDING, read=int),
+    TaskOption("margin", "--margin", "additive angular margin of the loss (default: the task's, 0.2)",
+               group=EMBEDDING, read=float),
+    TaskOption("scale", "--scale", "scale of the cosines in the loss (default: the task's, 30)", group=EMBEDDING,
+               read=float),
+)
+
 
 TASKS: tuple[TaskEntry, ...] = (
     TaskEntry(
@@ -110,8 +225,7 @@ TASKS: tuple[TaskEntry, ...] = (
         "audiotask.tasks.sound_event_detection:SoundEventDetection",
         "which sound classes are active, per chunk or per frame (multi-label)",
         aliases=("sed",),
-        options=("classes", "resolution", "kind_proportions", "augmentation", "mean_teacher",
-                 "consistency_ramp_up", "mixing", "select_by"),
+        options=SED_OPTIONS,
         # DCASE's recipe: frame decisions over ten-second clips
         command_line_defaults=(("resolution", "frame"), ("duration", 10.0)),
         # the CRNN that scored best at equal CPU time (README, "What each part brings"): 3.5x
@@ -140,7 +254,7 @@ TASKS: tuple[TaskEntry, ...] = (
         "audiotask.tasks.multilabel_segmentation:MultiLabelSegmentation",
         "which labels are active, frame by frame (multi-label)",
         aliases=("mls",),
-        options=("classes",),
+        options=(CLASSES,),
         # per-class frame decisions written as events, as sound event detection's
         evaluation=f"{EVALUATE}:evaluate_sed", evaluation_options=EVENT_EVALUATION,
     ),
@@ -149,7 +263,7 @@ TASKS: tuple[TaskEntry, ...] = (
         "audiotask.tasks.audio_classification:AudioClassification",
         "which one class a clip belongs to (mono-label, one decision per clip)",
         aliases=("classification",),
-        options=("classes", "fold", "augmentation"),
+        options=(CLASSES, FOLD, AUGMENTATION),
         apply_outputs=f"{APPLY_OUTPUTS}:ClassificationOutputs",
         evaluation=f"{CLIP_EVALUATE}:evaluate_classification",
         evaluation_table=f"{CLIP_EVALUATE}:classification_table", evaluation_options=("plot", "fold"),
@@ -159,7 +273,7 @@ TASKS: tuple[TaskEntry, ...] = (
         "audiotask.tasks.audio_tagging:AudioTagging",
         "which classes occur in a clip (multi-label tags, one decision per clip)",
         aliases=("tagging",),
-        options=("classes", "fold", "augmentation"),
+        options=(CLASSES, FOLD, AUGMENTATION),
         apply_outputs=f"{APPLY_OUTPUTS}:TaggingOutputs",
         evaluation=f"{CLIP_EVALUATE}:evaluate_tagging", evaluation_table=f"{CLIP_EVALUATE}:tagging_table",
         evaluation_options=("fold",),
@@ -169,7 +283,7 @@ TASKS: tuple[TaskEntry, ...] = (
         "audiotask.tasks.snr_estimation:SNREstimation",
         "signal-to-noise ratio of speech, frame by frame (regression, trained on mixtures made on the fly)",
         aliases=("snr",),
-        options=("noise", "snr_range", "loss"),
+        options=SNR_OPTIONS,
         apply_outputs=f"{APPLY_OUTPUTS}:SNROutputs",
     ),
     TaskEntry(
@@ -177,7 +291,7 @@ TASKS: tuple[TaskEntry, ...] = (
         "audiotask.tasks.speaker_embedding:SpeakerEmbedding",
         "one vector per speech chunk, close for one speaker and far apart for two (verification)",
         aliases=("embedding",),
-        options=("speakers_per_batch", "dimension", "margin", "scale"),
+        options=EMBEDDING_OPTIONS,
         apply_outputs=f"{APPLY_OUTPUTS}:EmbeddingOutputs",
         evaluation=f"{CLIP_EVALUATE}:evaluate_verification", evaluation_table=f"{CLIP_EVALUATE}:verification_table",
         evaluation_inputs=("embeddings",), evaluation_options=("trials",),
@@ -215,6 +329,21 @@ def resolve(name: str) -> TaskEntry:
 def load(name: str) -> type:
     """The task class registered under ``name`` (imported now)."""
     return resolve(name).load()
+
+
+def task_options(entries: Optional[Iterable[TaskEntry]] = None) -> dict[str, TaskOption]:
+    """Every task option of ``entries`` (default: :data:`TASKS`) by keyword, in table order.
+
+    Raises ``RuntimeError`` where two tasks declare one keyword differently: one
+    command-line option cannot be two (caught by the tests at once).
+    """
+    table: dict[str, TaskOption] = {}
+    for entry in TASKS if entries is None else entries:
+        for option in entry.options:
+            if table.setdefault(option.keyword, option) != option:
+                raise RuntimeError(f"task option {option.keyword!r} is declared twice, differently "
+                                   f"({table[option.keyword].flag} and {option.flag} of {entry.name})")
+    return table
 
 
 def accepting(option: str) -> list[TaskEntry]:
