@@ -407,6 +407,15 @@ def test_registry_resolves_names_and_aliases_to_one_entry():
     assert len(registry.accepting("duration")) == len(registry.accepting("batch_size")) == 8
 
 
+def test_every_registered_task_writes_its_registry_name_into_its_specifications():
+    """``apply`` tells saved models apart by ``specifications.extra["task"]``: each task class
+    names itself as its entry does."""
+    from audiotask.tasks import registry
+
+    assert {entry.name: entry.load().task_name for entry in registry.TASKS} == {
+        entry.name: entry.name for entry in registry.TASKS}
+
+
 def test_registry_loads_classes_on_use():
     from audiotask.tasks import registry
     from audiotask.tasks.sound_event_detection import SoundEventDetection

@@ -238,6 +238,13 @@ def test_head_fields_are_every_field_but_the_chunking_ones():
     base = specifications()
     assert base.head_changes(dataclasses.replace(base, duration=5.0, min_duration=1.0, warm_up=(0.1, 0.1))) == {}
     assert base.head_changes(dataclasses.replace(base, classes=["Dog"])) == {"classes": (["Dog", "Cat"], ["Dog"])}
+    # the task's name is provenance, not shape (models saved before every task wrote it keep
+    # their heads); the rest of extra is shape (an embedding's dimension)
+    named = dataclasses.replace(base, extra={"task": "sound-event-detection"})
+    assert base.head_changes(named) == {} and named.task_name == "sound-event-detection"
+    assert base.task_name is None
+    assert base.head_changes(dataclasses.replace(base, extra={"task": "x", "dimension": 8})) == {
+        "extra": ({}, {"dimension": 8})}
 
 
 def test_another_chunk_duration_keeps_every_weight_and_warns_nothing(learned_model):

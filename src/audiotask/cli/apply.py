@@ -199,7 +199,7 @@ def task_entry(model):
     """The registry entry of the task named in ``model``'s specifications, or None."""
     from audiotask.tasks import registry
 
-    name = model.specifications.extra.get("task")
+    name = model.specifications.task_name
     try:
         return registry.resolve(name) if name else None
     except registry.UnknownTaskError:  # a task of a newer audiotask, or of another package

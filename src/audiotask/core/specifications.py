@@ -40,6 +40,8 @@ CLASSIFICATION = (
 #: as shaping the head (see ``Specifications.head_fields``): a field added later is then
 #: safe by default, since rebuilding a head keeps the weights that still fit.
 CHUNKING_FIELDS = ("duration", "min_duration", "warm_up")
+#: key of ``extra`` naming the task that made the specifications (its registry name)
+TASK_NAME = "task"
 
 
 def _as_warm_up(warm_up: Union[float, Sequence[float]]) -> Tuple[float, float]:
@@ -120,14 +122,23 @@ class Specifications:
         """``{field: (ours, other's)}`` for each head field that differs in ``other``.
 
         Empty when a head built for ``self`` also fits ``other`` (e.g. only the chunk
-        duration or the warm-up differ).
+        duration or the warm-up differ). The task's name in ``extra`` says which task trained
+        the model, not what shape its head has: a voice activity detector fine-tuned for
+        overlapped speech keeps its head.
         """
         changes = {}
         for name in self.head_fields():
             ours, theirs = getattr(self, name), getattr(other, name)
+            if name == "extra":
+                ours, theirs = without_task_name(ours), without_task_name(theirs)
             if ours != theirs:
                 changes[name] = (ours, theirs)
         return changes
+
+    @property
+    def task_name(self) -> Optional[str]:
+        """The registry name of the task that made these specifications (None: not said)."""
+        return self.extra.get(TASK_NAME)
 
     @property
     def num_outputs(self) -> int:
@@ -149,3 +160,8 @@ class Specifications:
     @classmethod
     def from_dict(cls, description: dict[str, Any]) -> "Specifications":
         return cls(**description)
+
+
+def without_task_name(extra: dict) -> dict:
+    """``extra`` without the task's name (see :meth:`Specifications.head_changes`)."""
+    return {key: value for key, value in extra.items() if key != TASK_NAME}

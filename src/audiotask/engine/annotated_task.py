@@ -25,7 +25,7 @@ import numpy as np
 from torch.utils.data import DataLoader
 
 from audiotask.core.datasets import collate_samples
-from audiotask.core.specifications import Problem, Resolution, Specifications
+from audiotask.core.specifications import TASK_NAME, Problem, Resolution, Specifications
 from audiotask.core.task import Task
 from audiotask.engine.batch_builder import BatchBuilder, as_batch
 from audiotask.engine.batches import TrainBatches, ValidationBatches
@@ -83,8 +83,8 @@ class AnnotatedTask(Task):
     validation_label_kinds: Optional[tuple[str, ...]] = None
     #: whether annotation labels are meant to be classes (unmatched ones are then reported)
     labels_are_classes: bool = True
-    #: registry name written into the specifications' ``extra["task"]``, for the tasks whose
-    #: saved models ``audiotask apply`` must tell apart (a tagger from a chunk-level detector)
+    #: registry name (``tasks/registry.py``) written into the specifications' ``extra["task"]``:
+    #: ``audiotask apply`` tells saved models apart by it (a tagger from a chunk-level detector)
     task_name: Optional[str] = None
 
     def __init__(
@@ -145,7 +145,7 @@ class AnnotatedTask(Task):
         return Specifications(
             problem=self.problem, resolution=self.resolution, duration=self.duration,
             min_duration=self.min_duration, warm_up=self.warm_up, classes=classes,
-            extra={} if self.task_name is None else {"task": self.task_name},
+            extra={} if self.task_name is None else {TASK_NAME: self.task_name},
         )
 
     # ---- preparing metadata -------------------------------------------------------------

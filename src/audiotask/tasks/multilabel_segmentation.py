@@ -28,6 +28,7 @@ class MultiLabelSegmentation(AnnotatedTask):
     """
 
     problem = Problem.MULTI_LABEL_CLASSIFICATION
+    task_name = "multi-label-segmentation"
     resolution = Resolution.FRAME
 
     def __init__(

@@ -19,6 +19,7 @@ class OverlappedSpeechDetection(AnnotatedTask):
 
     CLASSES = ["overlap"]
     problem = Problem.BINARY_CLASSIFICATION
+    task_name = "overlapped-speech-detection"
     resolution = Resolution.FRAME
     labels_are_classes = False  # labels are speakers, counted as tracks
 

@@ -99,6 +99,7 @@ class SoundEventDetection(AnnotatedTask):
     """
 
     problem = Problem.MULTI_LABEL_CLASSIFICATION
+    task_name = "sound-event-detection"
 
     def __init__(
         self,

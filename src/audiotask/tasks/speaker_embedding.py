@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from audiotask.core.specifications import Problem, Resolution, Specifications
+from audiotask.core.specifications import TASK_NAME, Problem, Resolution, Specifications
 from audiotask.engine.annotated_task import AnnotatedTask
 from audiotask.engine.builders import ChunkSegments, TargetBuilder
 from audiotask.engine.metadata import ProtocolMetadata, SubsetMetadata
@@ -220,7 +220,7 @@ class SpeakerEmbedding(AnnotatedTask):
         the model's outputs (an embedding model has none)."""
         return Specifications(
             problem=self.problem, resolution=self.resolution, duration=self.duration, min_duration=self.min_duration,
-            warm_up=self.warm_up, extra={"task": self.task_name, "dimension": self.dimension},
+            warm_up=self.warm_up, extra={TASK_NAME: self.task_name, "dimension": self.dimension},
         )
 
     def target_builders(self) -> list[TargetBuilder]:

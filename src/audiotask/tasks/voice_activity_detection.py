@@ -17,6 +17,7 @@ class VoiceActivityDetection(AnnotatedTask):
 
     CLASSES = ["speech"]
     problem = Problem.BINARY_CLASSIFICATION
+    task_name = "voice-activity-detection"
     resolution = Resolution.FRAME
 
     def known_classes(self) -> list[str]:
