@@ -91,7 +91,7 @@ def mixing_folders(name: str, data: Path, root: Path) -> tuple[Path, Path]:
 
 def make_task(name: str, data: Path, config: dict, *, cache: Path, root: Path, batch_size: int):
     from audiotask.augmentation.recipe import DetectionAugmentation
-    from audiotask.engine.mixing import DynamicMixing
+    from audiotask.tasks.sed.mixing import DynamicMixing
     from audiotask.tasks import SoundEventDetection
     from audiotask.testing.dummies import load_protocol
 

@@ -318,7 +318,7 @@ def test_demo_quick_runs_end_to_end(tmp_path):
     from audiotask.core.model import Model
 
     model = Model.from_pretrained(output / "model")
-    from audiotask.tasks.sound_event_detection import DCASE_CLASSES
+    from audiotask.tasks.sed import DCASE_CLASSES
 
     assert model.specifications.classes == DCASE_CLASSES
     assert read_tsv(output / "detections.tsv")[0] == ["filename", "onset", "offset", "event_label"]
@@ -387,7 +387,7 @@ def test_registry_resolves_names_and_aliases_to_one_entry():
         "snr-estimation", "snr", "speaker-embedding", "embedding",
     ]
     for name, alias, target in [
-        ("sound-event-detection", "sed", "audiotask.tasks.sound_event_detection:SoundEventDetection"),
+        ("sound-event-detection", "sed", "audiotask.tasks.sed:SoundEventDetection"),
         ("voice-activity-detection", "vad", "audiotask.tasks.voice_activity_detection:VoiceActivityDetection"),
         ("overlapped-speech-detection", "osd", "audiotask.tasks.overlapped_speech_detection:OverlappedSpeechDetection"),
         ("multi-label-segmentation", "mls", "audiotask.tasks.multilabel_segmentation:MultiLabelSegmentation"),
@@ -418,7 +418,7 @@ def test_every_registered_task_writes_its_registry_name_into_its_specifications(
 
 def test_registry_loads_classes_on_use():
     from audiotask.tasks import registry
-    from audiotask.tasks.sound_event_detection import SoundEventDetection
+    from audiotask.tasks.sed import SoundEventDetection
     from audiotask.tasks.voice_activity_detection import VoiceActivityDetection
 
     assert registry.load("sed") is SoundEventDetection

@@ -27,7 +27,7 @@ def rms(x: np.ndarray) -> float:
 
 
 def test_classes_are_dcase_classes_in_order():
-    from audiotask.tasks.sound_event_detection import DCASE_CLASSES
+    from audiotask.tasks.sed import DCASE_CLASSES
 
     assert CLASSES == tuple(DCASE_CLASSES)
     assert set(DURATION_RANGES) == set(CLASSES)

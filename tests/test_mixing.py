@@ -7,7 +7,7 @@ import pytest
 import soundfile
 
 from audiotask.core.frames import Frames
-from audiotask.engine.mixing import DynamicMixing, SoundscapeMixer, trim_bounds
+from audiotask.tasks.sed.mixing import DynamicMixing, SoundscapeMixer, trim_bounds
 
 SR = 16000
 DURATION = 2.0

@@ -10,13 +10,13 @@ import torch
 
 from audiotask.augmentation.recipe import DetectionAugmentation
 from audiotask.demo.soundscapes import MIXED_PROTOCOL, PROTOCOL, build_demo_dataset, kind_of_files
-from audiotask.engine.mixing import DynamicMixing
+from audiotask.tasks.sed.mixing import DynamicMixing
 from audiotask.engine.samplers import ClipSampler, MixedSampler, split_batch
-from audiotask.engine.teacher import MeanTeacher, sigmoid_ramp_up
+from audiotask.tasks.sed.teacher import MeanTeacher, sigmoid_ramp_up
 from audiotask.inference.formats import read_events_tsv
 from audiotask.models import CRNN
 from audiotask.tasks import SoundEventDetection
-from audiotask.tasks.sound_event_detection import DCASE_CLASSES
+from audiotask.tasks.sed import DCASE_CLASSES
 from audiotask.testing.dummies import load_protocol
 
 SMALL = dict(channels=[4, 8, 8], hidden_size=8, n_mels=32)
@@ -37,6 +37,28 @@ def mixed_task(root, yml, **options):
     task.setup("fit")
     model.attach_specifications(task.specifications)
     return task
+
+
+def test_frame_resolution_is_the_recipe_and_chunk_the_plain_task(mixed_data):
+    """``SoundEventDetection`` is the plain task; asked for frames it is DCASE's recipe (a
+    subclass, in its own module); the recipe's options are refused by the plain task."""
+    import pickle
+
+    from audiotask.tasks.sed.recipe import DetectionRecipe
+
+    root, yml = mixed_data
+    protocol = load_protocol(yml, MIXED_PROTOCOL)
+    plain = SoundEventDetection(protocol, classes=DCASE_CLASSES, cache=root / "cache")
+    assert type(plain) is SoundEventDetection and not hasattr(plain, "teacher_options")
+    for positional in (False, True):
+        recipe = (SoundEventDetection(protocol, DCASE_CLASSES, "frame") if positional
+                  else SoundEventDetection(protocol, classes=DCASE_CLASSES, resolution="frame"))
+        assert type(recipe) is DetectionRecipe and isinstance(recipe, SoundEventDetection)
+        assert recipe.label_kinds == ("strong", "weak", "none") and recipe.select_by == "psds1"
+    assert type(pickle.loads(pickle.dumps(recipe))) is DetectionRecipe  # dataloader workers may pickle it
+    for option in ({"mean_teacher": False}, {"select_by": "loss"}, {"kind_proportions": {"strong": 1.0}}):
+        with pytest.raises(ValueError, match=f"{next(iter(option))} applies to FRAME resolution only"):
+            SoundEventDetection(protocol, classes=DCASE_CLASSES, resolution="chunk", **option)
 
 
 def test_split_batch_follows_the_proportions():
@@ -286,7 +308,7 @@ def test_a_frame_crnn_saved_before_its_clip_output_existed_still_loads(mixed_dat
 def test_a_database_of_strong_weak_and_unlabelled_folders_gives_each_file_its_label_kind(tmp_path):
     from pyannote.database import FileFinder, registry
 
-    from audiotask.protocols.dcase import WeakLabels, write_dcase_tsv
+    from audiotask.protocols.dcase import write_dcase_tsv
     from audiotask.protocols.label_kinds import Files, write_label_kinds_database
 
     for folder, names in (("strong", ["s1", "s2"]), ("weak", ["w1"]), ("unlabelled", ["u1", "u2", "u3"]), ("dev", ["d1"])):

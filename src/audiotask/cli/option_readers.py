@@ -71,7 +71,7 @@ def detection_augmentation(pairs: list[str]):
 
 def dynamic_mixing(pairs: list[str]):
     """``DynamicMixing`` from ``--mixing-option KEY=VALUE`` pairs (``events=DIR`` required)."""
-    from audiotask.engine.mixing import DynamicMixing
+    from audiotask.tasks.sed.mixing import DynamicMixing
 
     options = parse_options(pairs)
     if "events" not in options:

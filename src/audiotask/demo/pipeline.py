@@ -68,7 +68,7 @@ def train_model(database_yml: Path, output: Path, config: DemoConfig, *, seed: i
 
     from audiotask.models import CRNN
     from audiotask.tasks import SoundEventDetection
-    from audiotask.tasks.sound_event_detection import DCASE_CLASSES
+    from audiotask.tasks.sed import DCASE_CLASSES
     from audiotask.testing.dummies import load_protocol
     from audiotask.training import fit, set_learning_rate
 

@@ -301,7 +301,7 @@ def build_isolated_events(
     sample_rate: int = 16000, background_duration: float = 30.0,
 ) -> tuple[Path, Path]:
     """Isolated synthetic event clips (``root/events/<class>/*.wav``) and background
-    recordings (``root/backgrounds/*.wav``): what dynamic mixing (``engine.mixing``) builds
+    recordings (``root/backgrounds/*.wav``): what dynamic mixing (``tasks/sed/mixing.py``) builds
     soundscapes from. Skipped when already built with the same parameters.
 
     Drawn from their own seed stream: none of them is an event of the demo's soundscapes.

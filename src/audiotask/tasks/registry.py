@@ -222,7 +222,7 @@ EMBEDDING_OPTIONS = (
 TASKS: tuple[TaskEntry, ...] = (
     TaskEntry(
         "sound-event-detection",
-        "audiotask.tasks.sound_event_detection:SoundEventDetection",
+        "audiotask.tasks.sed:SoundEventDetection",
         "which sound classes are active, per chunk or per frame (multi-label)",
         aliases=("sed",),
         options=SED_OPTIONS,

@@ -375,3 +375,18 @@ class SoundscapeMixer:
             np.asarray(classes, dtype=np.int64), frames=frames, num_chunks=len(events), num_frames=num_frames,
             num_classes=len(self.classes),
         )
+
+    def batch_rows(self, count: int, *, key: tuple[int, ...], frames: Frames, num_frames: int) -> dict:
+        """``count`` soundscapes as training-batch rows: waveforms "X", frame targets "y", clip
+        targets "y_clip" and the masks of the detection recipe (every row strongly labelled).
+
+        ``key``: (seed, rank, worker, epoch, index) of the batch they complete.
+        """
+        import torch
+
+        seed, rank, worker, epoch, index = key
+        waveforms, events = self.soundscapes(count, seed=seed, rank=rank, worker=worker, epoch=epoch, index=index)
+        frame = self.frame_targets(events, frames=frames, num_frames=num_frames)
+        every_row = torch.ones(len(frame), dtype=torch.uint8)
+        return {"X": torch.from_numpy(waveforms), "y": torch.from_numpy(frame),
+                "y_clip": torch.from_numpy(frame.max(axis=1)), "mask": every_row, "mask_clip": every_row.clone()}

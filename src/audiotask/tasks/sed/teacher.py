@@ -82,3 +82,11 @@ class MeanTeacher:
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         torch.nn.Module.load_state_dict(self.model, state, strict=True)
+
+
+def consistency_loss(student: tuple[torch.Tensor, ...], teacher: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """Mean squared difference of the student's and the teacher's probabilities, summed over
+    their outputs (frame and clip logits, in the same order)."""
+    import torch.nn.functional as F
+
+    return sum(F.mse_loss(torch.sigmoid(ours), torch.sigmoid(theirs)) for ours, theirs in zip(student, teacher))

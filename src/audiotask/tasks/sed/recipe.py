@@ -1,12 +1,13 @@
-"""Sound event detection: which sound classes are active, per chunk or per frame?
+"""DCASE's recipe for sound event detection at FRAME resolution.
 
-At FRAME resolution the task trains as DCASE's baseline does: batches unite strongly
-labelled, weakly labelled and unlabelled files (1 : 1 : 2 by default); the model gives a
-frame output and a clip output (pooled from the frames); strong files train both, weak
-files the clip output; a mean teacher's consistency loss teaches from every file; training
-batches are augmented (mixup, FilterAugment...), optionally completed with soundscapes
-mixed on the fly (``mixing``); and the kept checkpoint is the one with the best PSDS on the
-development set, of the one network validation scores (the teacher when there is one).
+What ``SoundEventDetection(protocol, resolution="frame")`` trains, as DCASE's baseline does:
+batches unite strongly labelled, weakly labelled and unlabelled files (1 : 1 : 2 by
+default); the model gives a frame output and a clip output (pooled from the frames); strong
+files train the frame output, weak files the clip output; a mean teacher's consistency loss
+teaches from every file (``teacher.py``); training batches are augmented (mixup,
+FilterAugment...: ``augmentation/recipe.py``), optionally completed with soundscapes mixed
+on the fly (``mixing.py``); and the kept checkpoint is the one with the best PSDS on the
+development set, of the one network validation scores (``validation.py``).
 """
 
 from __future__ import annotations
@@ -15,31 +16,23 @@ import warnings
 from typing import Optional, Sequence
 
 import torch
-import torch.nn.functional as F
 
 from audiotask.augmentation.draws import step_generator
 from audiotask.augmentation.recipe import DetectionAugmentation
 from audiotask.core import objectives
-from audiotask.core.specifications import Problem, Resolution
-from audiotask.engine.annotated_task import AnnotatedTask
+from audiotask.core.specifications import Resolution
 from audiotask.engine.builders import ChunkTags, FrameClasses, LabelKindMasks
-from audiotask.engine.detection_validation import SELECTION_SCORES, DetectionScores
-from audiotask.engine.mixing import DynamicMixing, SoundscapeMixer
 from audiotask.engine.preparation import STRONG, UNLABELLED, WEAK
-from audiotask.engine.teacher import MeanTeacher
-
-#: The ten classes of DCASE's domestic sound event detection task (DESED).
-DCASE_CLASSES = [
-    "Speech", "Dog", "Cat", "Alarm_bell_ringing", "Dishes",
-    "Frying", "Blender", "Running_water", "Vacuum_cleaner", "Electric_shaver_toothbrush",
-]
-
-#: DCASE baseline's batch: strong, weak and unlabelled files in 1 : 1 : 2
-DCASE_PROPORTIONS = {STRONG: 1.0, WEAK: 1.0, UNLABELLED: 2.0}
+from audiotask.tasks.sed.mixing import DynamicMixing, SoundscapeMixer
+from audiotask.tasks.sed.task import DCASE_PROPORTIONS, SoundEventDetection
+from audiotask.tasks.sed.teacher import MeanTeacher, consistency_loss
+from audiotask.tasks.sed.validation import SELECTION_SCORES, DetectionScores
 
 
 def clip_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Binary cross-entropy of (batch, classes) clip logits over the rows where ``mask`` (batch,) is 1."""
+    import torch.nn.functional as F
+
     loss = F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype), reduction="none")
     return objectives.reduce_loss(loss, objectives.entry_weights(loss, mask=mask))
 
@@ -59,53 +52,46 @@ def outputs(model, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return frame_logits, frame_logits.amax(dim=1)
 
 
-class SoundEventDetection(AnnotatedTask):
-    """Multi-label sound event detection.
+class DetectionRecipe(SoundEventDetection):
+    """Sound event detection at FRAME resolution, trained by DCASE's recipe.
+
+    Made by ``SoundEventDetection(protocol, resolution="frame", ...)``; the parameters
+    besides those of :class:`~audiotask.tasks.sed.task.SoundEventDetection`:
 
     Parameters
     ----------
-    protocol : pyannote.database.Protocol
-        Its training files may mix label kinds: strong labels (an ``Annotation``, e.g. a
-        DCASE strong TSV), weak labels (``WeakLabels``, a DCASE weak TSV) and none (a file
-        without "annotation"), e.g. through a pyannote.database meta-protocol.
-    classes : list of str, optional
-        Class names, in the order of the model's outputs. Labels are mapped by name; labels
-        outside ``classes`` are reported and ignored. Defaults to the labels of the
-        training set, sorted.
-    resolution : Resolution or "chunk" / "frame"
-        CHUNK (one decision per chunk; the default, as in the tutorial; strong labels only)
-        or FRAME (one per frame, and the DCASE recipe below).
     kind_proportions : {label kind: share}, optional
-        FRAME: shares of strong, weak and unlabelled files in each batch (default
+        Shares of strong, weak and unlabelled files in each batch (default
         :data:`DCASE_PROPORTIONS`; kinds the training set lacks give theirs to the others).
     augmentation : DetectionAugmentation, optional
-        FRAME: the batches' augmentation (default: ``DetectionAugmentation()``); use
-        ``DetectionAugmentation.none()`` for none. (CHUNK takes the base ``Task``'s
-        waveform ``augmentation`` callable.)
+        The batches' augmentation (default: ``DetectionAugmentation()``); use
+        ``DetectionAugmentation.none()`` for none. A waveform callable (the base ``Task``'s
+        convention) augments waveforms only.
     mean_teacher : bool, optional
-        FRAME: train with a mean teacher (consistency loss on frame and clip outputs). By
-        default (None), where the training set has weakly labelled or unlabelled files: on a
-        set that is all strongly labelled the teacher costs a third more per step (a second
-        network forward) and has nothing to teach from that the labels do not say.
+        Train with a mean teacher (consistency loss on frame and clip outputs). By default
+        (None), where the training set has weakly labelled or unlabelled files: on a set that
+        is all strongly labelled the teacher costs a third more per step (a second network
+        forward) and has nothing to teach from that the labels do not say.
     teacher_decay, consistency_weight, consistency_ramp_up :
         The teacher's EMA decay, the largest weight of the consistency loss and the
         optimiser steps of its ramp-up. DCASE's baseline uses a decay of 0.999 over tens of
         thousands of steps; 0.99 (a memory of about 100 steps) suits runs of a few thousand.
     mixing : DynamicMixing, optional
-        FRAME: fill ``mixing.share`` of each training batch with soundscapes mixed on the fly
-        from isolated event clips (see ``engine.mixing``).
+        Fill ``mixing.share`` of each training batch with soundscapes mixed on the fly from
+        isolated event clips (see ``tasks/sed/mixing.py``).
     select_by : "psds1", "psds2" or "loss"
-        What validation keeps the best checkpoint by (FRAME; CHUNK validates by loss).
+        What validation keeps the best checkpoint by.
     """
 
-    problem = Problem.MULTI_LABEL_CLASSIFICATION
-    task_name = "sound-event-detection"
+    label_kinds = (STRONG, WEAK, UNLABELLED)
+    validation_label_kinds = (STRONG,)
+    validation_indices = True  # which chunks a validation batch holds (see DetectionScores)
 
     def __init__(
         self,
         protocol,
         classes: Optional[Sequence[str]] = None,
-        resolution: Resolution | str = Resolution.CHUNK,
+        resolution: Resolution | str = Resolution.FRAME,
         duration: float = 5.0,
         *,
         kind_proportions: Optional[dict[str, float]] = None,
@@ -118,49 +104,34 @@ class SoundEventDetection(AnnotatedTask):
         select_by: str = "psds1",
         **kwargs,
     ):
-        self.classes = None if classes is None else [str(c) for c in classes]
-        self.resolution = Resolution(resolution)
-        frame = self.resolution is Resolution.FRAME
-        if frame:
-            self.label_kinds = (STRONG, WEAK, UNLABELLED)
-            self.validation_label_kinds = (STRONG,)
-            if kind_proportions is None and (kwargs.get("min_duration") or duration) >= duration:
-                # (chunks of varying duration cannot unite kinds in one batch: then drawn alike)
-                kind_proportions = DCASE_PROPORTIONS
-            self.recipe = augmentation if augmentation is not None else DetectionAugmentation()
-            if not isinstance(self.recipe, DetectionAugmentation):
-                # a waveform augmentation of the user's (torch-audiomentations convention): that only
-                kwargs["augmentation"], self.recipe = self.recipe, DetectionAugmentation.none()
-        else:
-            kwargs["augmentation"] = augmentation
-            for name, value in (("kind_proportions", kind_proportions), ("mixing", mixing)):
-                if value is not None:
-                    raise ValueError(f"SoundEventDetection: {name} applies to FRAME resolution only.")
+        if Resolution(resolution) is not Resolution.FRAME:
+            raise ValueError("DetectionRecipe: DCASE's recipe makes frame decisions (resolution FRAME).")
         if select_by not in (*SELECTION_SCORES, "loss"):
-            raise ValueError(f"SoundEventDetection: select_by must be one of {(*SELECTION_SCORES, 'loss')}, got {select_by!r}.")
-        super().__init__(protocol, duration=duration, kind_proportions=kind_proportions, **kwargs)
+            raise ValueError(f"SoundEventDetection: select_by must be one of {(*SELECTION_SCORES, 'loss')}, "
+                             f"got {select_by!r}.")
+        if kind_proportions is None and (kwargs.get("min_duration") or duration) >= duration:
+            # (chunks of varying duration cannot unite kinds in one batch: then drawn alike)
+            kind_proportions = DCASE_PROPORTIONS
+        self.recipe = augmentation if augmentation is not None else DetectionAugmentation()
+        if not isinstance(self.recipe, DetectionAugmentation):
+            # a waveform augmentation of the user's (torch-audiomentations convention): that only
+            kwargs["augmentation"], self.recipe = self.recipe, DetectionAugmentation.none()
+        super().__init__(protocol, classes, resolution, duration, kind_proportions=kind_proportions, **kwargs)
         self._mean_teacher_option = mean_teacher
-        self.mean_teacher = frame and bool(mean_teacher)  # decided in setup when None
+        self.mean_teacher = bool(mean_teacher)  # decided in setup when None
         self.teacher_options = dict(decay=teacher_decay, weight=consistency_weight, ramp_up=consistency_ramp_up)
-        self.mixing = mixing if frame else None
-        self.select_by = select_by if frame else "loss"
-        self.validation_indices = frame  # which chunks a validation batch holds (see DetectionScores)
+        self.mixing = mixing
+        self.select_by = select_by
         self.teacher: Optional[MeanTeacher] = None
         self._teacher_state: Optional[dict] = None  # from a checkpoint, until the teacher exists
+        self._mixer: Optional[SoundscapeMixer] = None
         self.kept_network = "student"
-
-    def known_classes(self) -> Optional[list[str]]:
-        return self.classes
 
     def setup(self, stage: Optional[str] = None) -> None:
         super().setup(stage)
-        if self.frame_recipe and self._mean_teacher_option is None:
+        if self._mean_teacher_option is None:
             kinds = set(self.metadata.subsets["train"].attribute("label_kind")[self.usable_files("train")].tolist())
             self.mean_teacher = bool(kinds - {STRONG})
-
-    @property
-    def frame_recipe(self) -> bool:
-        return self.resolution is Resolution.FRAME
 
     @property
     def monitor(self) -> tuple[str, str]:
@@ -170,8 +141,6 @@ class SoundEventDetection(AnnotatedTask):
 
     # ---- batches -----------------------------------------------------------------------
     def target_builders(self):
-        if not self.frame_recipe:
-            return super().target_builders()
         # frame targets from strong labels, clip targets from strong and weak ones, and which
         # rows each output learns from
         return [FrameClasses("y"), ChunkTags("y_clip"), LabelKindMasks("mask", "mask_clip")]
@@ -186,7 +155,7 @@ class SoundEventDetection(AnnotatedTask):
         return min(self.batch_size - 1, max(1, int(round(self.mixing.share * self.batch_size))))
 
     def soundscape_mixer(self) -> SoundscapeMixer:
-        if getattr(self, "_mixer", None) is None:
+        if self._mixer is None:
             self._mixer = SoundscapeMixer(self.mixing, self.specifications.classes, sample_rate=self.sample_rate,
                                           duration=self.duration)
         return self._mixer
@@ -194,13 +163,8 @@ class SoundEventDetection(AnnotatedTask):
     def extend_batch(self, batch: dict, *, key: tuple[int, ...]) -> dict:
         if self.mixing is None:
             return batch
-        seed, rank, stream, epoch, index = key
-        mixer = self.soundscape_mixer()
-        waveforms, events = mixer.soundscapes(self.mixed_rows(), seed=seed, rank=rank, worker=stream, epoch=epoch, index=index)
-        frame = mixer.frame_targets(events, frames=self.model.frames, num_frames=batch["y"].shape[1])
-        mixed = {"X": torch.from_numpy(waveforms), "y": torch.from_numpy(frame),
-                 "y_clip": torch.from_numpy(frame.max(axis=1)), "mask": torch.ones(len(frame), dtype=torch.uint8),
-                 "mask_clip": torch.ones(len(frame), dtype=torch.uint8)}
+        mixed = self.soundscape_mixer().batch_rows(self.mixed_rows(), key=key, frames=self.model.frames,
+                                                   num_frames=batch["y"].shape[1])
         return {name: torch.cat([batch[name], mixed[name].to(batch[name].dtype)]) for name in batch}
 
     # ---- training ---------------------------------------------------------------------
@@ -209,8 +173,6 @@ class SoundEventDetection(AnnotatedTask):
         return step_generator(step)
 
     def training_step(self, batch, batch_idx: int):
-        if not self.frame_recipe:
-            return super().training_step(batch, batch_idx)
         model, step = self.model, self.model.global_step
         generator = self.generator(step)
         strong, weak = batch["mask"].bool(), batch["mask_clip"].bool() & ~batch["mask"].bool()
@@ -233,11 +195,8 @@ class SoundEventDetection(AnnotatedTask):
         if self.mean_teacher:
             teacher = self.ensure_teacher()
             with torch.no_grad():
-                teacher_frame, teacher_clip = outputs(teacher.model, inputs)
-            losses["consistency"] = (
-                F.mse_loss(torch.sigmoid(frame_logits), torch.sigmoid(teacher_frame))
-                + F.mse_loss(torch.sigmoid(clip_logits), torch.sigmoid(teacher_clip))
-            )
+                teacher_outputs = outputs(teacher.model, inputs)
+            losses["consistency"] = consistency_loss((frame_logits, clip_logits), teacher_outputs)
             loss = loss + teacher.consistency_weight(step) * losses["consistency"]
         for name, value in losses.items():
             model.log(f"train/{name}", value, on_step=True, on_epoch=False, batch_size=len(waveforms))
@@ -259,12 +218,10 @@ class SoundEventDetection(AnnotatedTask):
     # ---- validation -------------------------------------------------------------------
     def setup_metrics(self, model) -> None:
         super().setup_metrics(model)
-        if self.frame_recipe and self.has_validation:
+        if self.has_validation:
             self.detections = DetectionScores(self._validation_chunks, self.duration)
 
     def validation_step(self, batch, batch_idx: int):
-        if not self.frame_recipe:
-            return super().validation_step(batch, batch_idx)
         logits = self.model(batch["X"])
         output = self.validate_outputs(logits, {key: batch[key] for key in ("X", "y")})
         if self.select_by != "loss":
@@ -289,7 +246,7 @@ class SoundEventDetection(AnnotatedTask):
 
     def on_validation_epoch_end(self) -> None:
         super().on_validation_epoch_end()
-        if not self.frame_recipe or self.select_by == "loss":
+        if self.select_by == "loss":
             return
         scenario = int(self.select_by[-1])
         scores = {network: self.detections.psds(self, network, scenario=scenario) for network, _ in self.networks()}
@@ -299,7 +256,7 @@ class SoundEventDetection(AnnotatedTask):
             # in the same order), so that all keep the same network
             scores = {network: self.mean_over_ranks(value or 0.0) for network, value in scores.items()}
         if all(value is None for value in scores.values()):
-            warnings.warn(f"{type(self).__name__}: the development chunks hold no event of the classes: "
+            warnings.warn(f"SoundEventDetection: the development chunks hold no event of the classes: "
                           f"{self.select_by} is logged as 0 and cannot tell checkpoints apart.")
         scores = {network: value or 0.0 for network, value in scores.items()}
         for network, value in scores.items():
