@@ -72,7 +72,7 @@ def test_the_metadata_store_prepares_once_and_reads_a_prepared_folder_without_pr
     from audiotask.engine.metadata_store import MetadataStore
     from audiotask.engine.preparation import Preparation
 
-    from audiotask.protocols.files import prepare_protocol
+    from audiotask.core.protocol_files import prepare_protocol
 
     protocol = prepare_protocol(handmade_protocol(tmp_path / "data", EVENTS))
     preparation = Preparation(("train", "development"), 2.0, ())

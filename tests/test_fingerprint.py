@@ -8,7 +8,7 @@ from pyannote.database.protocol import SpeakerDiarizationProtocol
 
 from audiotask.models import Debug
 from audiotask.protocols import fingerprint
-from audiotask.protocols.files import prepare_protocol
+from audiotask.core.protocol_files import prepare_protocol
 from audiotask.protocols.fingerprint import protocol_fingerprint
 from audiotask.tasks import SoundEventDetection
 from audiotask.testing.dummies import load_protocol, make_sound_event_protocol

@@ -9,7 +9,8 @@ from pyannote.core import SlidingWindow, SlidingWindowFeature
 
 from audiotask.cli.main import main
 from audiotask.inference.postprocessing import scores_to_events
-from audiotask.inference.tuning import FILENAME, PostProcessing, fscores, tune_postprocessing
+from audiotask.inference.tuned_postprocessing import FILENAME, PostProcessing
+from audiotask.metrics.tuning import fscores, tune_postprocessing
 
 STEP = 0.1  # seconds per frame of the synthetic scores
 FRAMES = 100  # 10-s files

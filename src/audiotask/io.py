@@ -1,4 +1,4 @@
-"""Files written whole or not at all.
+"""Files written whole or not at all, and where caches live.
 
 Every file that another process (or a later run) may read while it is written, or after a
 kill mid-write, goes through :func:`replaced_atomically`: it is written under a temporary
@@ -6,6 +6,9 @@ name of this writer (``NAME.HOST.PID.partial``), then renamed over its path (``o
 is atomic on one file system), so a reader sees the previous file or the new one, never
 half of one. A crash leaves the temporary file behind, named by its writer, for
 ``engine.locks.remove_leftovers`` to recognise.
+
+Caches (prepared metadata, decoded audio, generated protocols) live below
+:func:`default_cache_root` unless a task is given its own folder.
 """
 
 from __future__ import annotations
@@ -15,6 +18,11 @@ import socket
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Union
+
+
+def default_cache_root() -> Path:
+    """``$AUDIOTASK_CACHE``, else ``~/.cache/audiotask``."""
+    return Path(os.environ.get("AUDIOTASK_CACHE", Path.home() / ".cache" / "audiotask"))
 
 
 def writer_tag() -> str:

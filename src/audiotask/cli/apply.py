@@ -169,7 +169,7 @@ def with_tuned_values(args: argparse.Namespace, options: dict, classes) -> dict:
     --no-tuned is given; one line on stdout says whether they were used. A malformed file, or
     one tuned for other classes than ``classes`` (the model's), is a ``CommandError``.
     """
-    from audiotask.inference.tuning import FILENAME, PostProcessing
+    from audiotask.inference.tuned_postprocessing import FILENAME, PostProcessing
 
     path = args.model / FILENAME
     if args.no_tuned or not path.is_file():

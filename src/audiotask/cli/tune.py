@@ -26,7 +26,7 @@ from audiotask.cli.common import CommandError, quiet_warnings
 
 HELP = "tune class-wise thresholds and median filters on a development set"
 
-#: metric names, as ``audiotask.inference.tuning.METRICS`` keys them (that module imports pandas)
+#: metric names, as ``audiotask.inference.tuned_postprocessing.METRICS`` keys them (that module imports pandas)
 METRIC_NAMES = ("intersection_f1", "event_f1")
 DEFAULT_LENGTHS = "0,0.15,0.3,0.45,0.6,0.9"
 
@@ -68,7 +68,7 @@ def development_files(protocol, subset: str, classes: list[str], name: str):
 
     ``CommandError`` when the subset is empty or labels an event with a class the model lacks.
     """
-    from audiotask.protocols.files import has_subset
+    from audiotask.core.protocol_files import has_subset
 
     if not has_subset(protocol, subset):
         raise CommandError(f"protocol {name} has no {subset} files")
@@ -90,7 +90,7 @@ def score_files(inference, files, *, progress: bool):
     from tqdm.auto import tqdm
 
     from audiotask.cli.apply_steps import FILE_ERRORS, file_problem
-    from audiotask.protocols.files import entry
+    from audiotask.core.protocol_files import entry
 
     scores, durations, failed = {}, {}, {}
     for file in tqdm(files, desc="Files", unit="file", disable=not progress):
@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     from audiotask.cli.train import load_protocol
     from audiotask.demo.pipeline import DemoConfig
     from audiotask.inference.inference import Inference
-    from audiotask.inference.tuning import fscores, tune_postprocessing
+    from audiotask.metrics.tuning import fscores, tune_postprocessing
     from audiotask.metrics.events import merge_reference
 
     quiet_warnings()

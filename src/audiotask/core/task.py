@@ -20,7 +20,7 @@ from audiotask.core import objectives
 from audiotask.core.datasets import TrainDataset, ValDataset, apply_augmentation, collate_samples
 from audiotask.core.frames import warm_up_mask
 from audiotask.core.specifications import Problem, Resolution, Specifications
-from audiotask.protocols.files import has_subset, prepare_protocol
+from audiotask.core.protocol_files import has_subset, prepare_protocol
 
 __all__ = ["Task", "Problem", "Resolution", "Specifications"]
 

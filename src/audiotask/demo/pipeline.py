@@ -105,7 +105,7 @@ def tune(model_dir: Path, data: Path, *, progress: bool):
     import soundfile
 
     from audiotask.inference.formats import read_events_tsv
-    from audiotask.inference.tuning import tune_postprocessing
+    from audiotask.metrics.tuning import tune_postprocessing
 
     audio = sorted((data / "audio" / "development").glob("*.wav"))
     scores = score_files(model_dir, audio, progress=progress, desc="Tuning")

@@ -39,11 +39,8 @@ from audiotask.engine.resume import ResumableDataLoader, resumed_stream
 from audiotask.engine.samplers import Chunks, MixedSampler, Sampler, split_batch
 from audiotask.engine.sampling import sampling_entry
 from audiotask.engine.validation_chunks import consecutive_chunks
+from audiotask.io import default_cache_root
 from audiotask.utils.random import distributed_rank, global_seed, worker_identity
-
-def default_cache_root() -> Path:
-    """``$AUDIOTASK_CACHE``, else ``~/.cache/audiotask``."""
-    return Path(os.environ.get("AUDIOTASK_CACHE", Path.home() / ".cache" / "audiotask"))
 
 
 class AnnotatedTask(Task):

@@ -20,7 +20,7 @@ from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 
-from audiotask.protocols.files import OVERRUN_TOLERANCE, entry, overrun
+from audiotask.core.protocol_files import OVERRUN_TOLERANCE, entry, overrun
 
 #: severities, worst first: an error stops training, "dropped" means never used
 ERROR, DROPPED, WARNING = "error", "dropped", "warning"
@@ -172,7 +172,7 @@ def check_protocol(
 
     Parameters
     ----------
-    protocol : a pyannote.database protocol (prepared by ``protocols.files.prepare_protocol``)
+    protocol : a pyannote.database protocol (prepared by ``core.protocol_files.prepare_protocol``)
     subsets : e.g. ("train", "development")
     chunk_duration : training chunk duration in seconds (shorter files are zero-padded)
     unknown_label : whether a label is outside the task's classes (None: not checked)

@@ -22,7 +22,7 @@ from typing import Callable, Iterable, Iterator, Optional, Sequence
 import numpy as np
 
 from audiotask.engine.metadata import METADATA_FORMAT, ProtocolMetadata, SubsetMetadata, audio_stamp, split_segments
-from audiotask.protocols.files import check_audio, entry, file_attribute
+from audiotask.core.protocol_files import check_audio, entry, file_attribute
 
 #: attributes every file gets, computed from its annotation and database
 BUILT_IN_ATTRIBUTES = ("database", "label_kind", "tags")
@@ -161,7 +161,7 @@ def build_subset(
         audios.append(str(file["audio"]))
         durations.append(duration)
         regions.append(_regions(file, duration))
-        # clipped to the file's end (``protocols.files`` has already reported overruns)
+        # clipped to the file's end (``core.protocol_files`` has already reported overruns)
         rows = [(start, min(end, duration), label) for start, end, label in rows if start < min(end, duration)]
         counts.update(label for _, _, label in rows)
         rows = sorted((start, end, vocabulary.setdefault(label, len(vocabulary))) for start, end, label in rows)

@@ -58,7 +58,7 @@ class ClipLabels(WeakLabels):
 
     A :class:`~audiotask.protocols.dcase.WeakLabels`, so that the engine's preparation treats
     the clip as weakly labelled (its labels become its tags); the fold rides along as an
-    attribute, which ``protocols.files.file_attribute(file, "fold")`` reads.
+    attribute, which ``core.protocol_files.file_attribute(file, "fold")`` reads.
     """
 
     def __new__(cls, labels: Iterable[str] = (), fold: str = "") -> "ClipLabels":
@@ -287,7 +287,7 @@ def clip_protocol(audio_folder: PathLike, csv_path: PathLike, database_yml: Opti
     if database_yml is None:
         import hashlib
 
-        from audiotask.engine.annotated_task import default_cache_root
+        from audiotask.io import default_cache_root
 
         key = hashlib.sha1(f"{Path(audio_folder).resolve()}\n{Path(csv_path).resolve()}\n{name}".encode()).hexdigest()[:16]
         database_yml = default_cache_root() / "protocols" / key / "database.yml"

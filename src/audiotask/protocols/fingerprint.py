@@ -5,7 +5,7 @@ those files and the size and modification time of every file they name (lists,
 annotations, UEMs), so checking a cache costs a few ``stat`` calls, not a pass over the
 protocol. That holds for preprocessors whose output follows from those files:
 pyannote.database's ``FileFinder`` and cropping wrappers, and our own wrappers from
-``protocols.files`` wrapping nothing else. The entries given by any other preprocessor (a
+``core.protocol_files`` wrapping nothing else. The entries given by any other preprocessor (a
 lambda, a function, a callable object) are read from every file and hashed; a protocol not
 from the registry is hashed by content.
 """
@@ -69,10 +69,10 @@ def _determined_by_files(preprocessor: Any) -> bool:
             and set(preprocessor.keywords) <= {"existing_preprocessor"}
             and _determined_by_files(preprocessor.keywords.get("existing_preprocessor"))
         )
-    # our wrappers (protocols.files) say what they hold: the wrapped preprocessors and, for
+    # our wrappers (core.protocol_files) say what they hold: the wrapped preprocessors and, for
     # "duration", an Audio (a subclass might compute durations its own way)
     inside = getattr(preprocessor, "audiotask_wraps", None)
-    if inside is None or getattr(preprocessor, "__module__", None) != "audiotask.protocols.files":
+    if inside is None or getattr(preprocessor, "__module__", None) != "audiotask.core.protocol_files":
         return False
     return all(type(value) is Audio or _determined_by_files(value) for value in inside)
 
@@ -99,7 +99,7 @@ def _describe(value: Any) -> Any:
 
 def _file_row(file, keys: Sequence[str]) -> list:
     """The uri of ``file`` and a description of each of its ``keys`` (None when absent)."""
-    from audiotask.protocols.files import file_attribute
+    from audiotask.core.protocol_files import file_attribute
 
     return [str(file["uri"]), *(_describe(file_attribute(file, key)) for key in keys)]
 

@@ -46,7 +46,7 @@ from audiotask.core.frames import seconds_to_samples
 from audiotask.core.specifications import Problem, Resolution
 from audiotask.engine.annotated_task import AnnotatedTask
 from audiotask.engine.builders import ChunkSegments, FrameClasses, TargetBuilder
-from audiotask.protocols.files import has_subset
+from audiotask.core.protocol_files import has_subset
 from audiotask.protocols.uris import audio_files_in_folder
 
 if TYPE_CHECKING:

@@ -10,5 +10,6 @@
 """
 
 from audiotask.tasks.sed.task import DCASE_CLASSES, DCASE_PROPORTIONS, SoundEventDetection
+from audiotask.tasks.sed.recipe import DetectionRecipe  # registers itself as the FRAME task
 
-__all__ = ["DCASE_CLASSES", "DCASE_PROPORTIONS", "SoundEventDetection"]
+__all__ = ["DCASE_CLASSES", "DCASE_PROPORTIONS", "DetectionRecipe", "SoundEventDetection"]

@@ -288,3 +288,6 @@ class DetectionRecipe(SoundEventDetection):
                 self._teacher_state = state
             else:
                 self.teacher.load_state_dict(state)
+
+
+SoundEventDetection.frame_task = DetectionRecipe

@@ -4,12 +4,14 @@
 tutorial's task), trained on strong labels by the shared engine. Asked for FRAME resolution,
 it is DCASE's recipe (``tasks/sed/recipe.py``): ``SoundEventDetection(protocol,
 resolution="frame")`` returns a :class:`~audiotask.tasks.sed.recipe.DetectionRecipe`, a
-subclass, as ``pathlib.Path()`` returns a ``PosixPath``.
+subclass, as ``pathlib.Path()`` returns a ``PosixPath``. The recipe registers itself
+(:attr:`SoundEventDetection.frame_task`) when its module is imported, which importing
+``audiotask.tasks.sed`` does: this module does not import the recipe.
 """
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import ClassVar, Optional, Sequence
 
 from audiotask.core.specifications import Problem, Resolution
 from audiotask.engine.annotated_task import AnnotatedTask
@@ -53,13 +55,15 @@ class SoundEventDetection(AnnotatedTask):
 
     problem = Problem.MULTI_LABEL_CLASSIFICATION
     task_name = "sound-event-detection"
+    #: the subclass that trains at FRAME resolution (``recipe.py`` registers DetectionRecipe)
+    frame_task: ClassVar[Optional[type]] = None
 
     def __new__(cls, *args, **kwargs):
         resolution = kwargs.get("resolution", args[2] if len(args) > 2 else Resolution.CHUNK)
         if cls is SoundEventDetection and Resolution(resolution) is Resolution.FRAME:
-            from audiotask.tasks.sed.recipe import DetectionRecipe
-
-            return super().__new__(DetectionRecipe)
+            if cls.frame_task is None:  # only when task.py is loaded without its package
+                raise RuntimeError("SoundEventDetection: import audiotask.tasks.sed for FRAME resolution")
+            return super().__new__(cls.frame_task)
         return super().__new__(cls)
 
     def __init__(
