@@ -44,10 +44,9 @@ def debug_speech_protocol():
     if not yml.is_file():
         print(f"  [skipped] debug-speech not found at {DEBUG_SPEECH} (set AUDIOTASK_DEBUG_SPEECH)")
         return None
-    from pyannote.database import FileFinder, registry
+    from audiotask.protocols.loading import load_protocol
 
-    registry.load_database(str(yml))
-    return registry.get_protocol(DEBUG_PROTOCOL, preprocessors={"audio": FileFinder()})
+    return load_protocol(DEBUG_PROTOCOL, [yml])
 
 
 def write_noise_wav(path: Path, seconds: float, seed: int) -> None:
@@ -110,12 +109,11 @@ def large_protocol(num_files: int = 1000, minutes: float = 10.0, num_segments: i
         rng = np.random.default_rng(0)
         onsets, offsets = random_segments(rng, np.full(num_files, seconds), num_segments // num_files, longest=6.0)
         write_protocol_files(root, name, uris, lambda path: write_tsv(path, uris, onsets, offsets, ["spk1", "spk2", "spk3"]))
-    from pyannote.database import registry
+    from audiotask.protocols.loading import load_protocol
 
-    registry.load_database(str(root / "database.yml"))
     paths = [str(path) for path in audio]
-    return registry.get_protocol(
-        f"{name}.SpeakerDiarization.Bench",
+    return load_protocol(
+        f"{name}.SpeakerDiarization.Bench", [root / "database.yml"],
         preprocessors={"audio": lambda file: paths[int(file["uri"][4:]) % num_audio], "duration": lambda file: seconds},
     )
 

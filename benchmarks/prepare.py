@@ -36,12 +36,11 @@ def generated_protocol(num_files: int):
         root.mkdir(parents=True, exist_ok=True)
         onsets, offsets = common.random_segments(rng, durations, SEGMENTS_PER_FILE, longest=5.0)
         common.write_protocol_files(root, name, uris, lambda path: common.write_tsv(path, uris, onsets, offsets, ["spk1", "spk2", "spk3"]))
-    from pyannote.database import registry
+    from audiotask.protocols.loading import load_protocol
 
-    registry.load_database(str(root / "database.yml"))
     duration_of = dict(zip(uris, durations.tolist()))
-    protocol = registry.get_protocol(
-        f"{name}.SpeakerDiarization.Bench",
+    protocol = load_protocol(
+        f"{name}.SpeakerDiarization.Bench", [root / "database.yml"],
         preprocessors={"audio": lambda file: f"/not/decoded/{file['uri']}.wav", "duration": lambda file: duration_of[file["uri"]]},
     )
     return protocol, root / "train.tsv"

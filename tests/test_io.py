@@ -46,3 +46,40 @@ def test_an_output_writer_that_refuses_midway_leaves_the_previous_output(tmp_pat
     with pytest.raises(ValueError, match="comma"):
         write_tags_tsv(path, {"a.wav": ["Cat"], "b.wav": ["Dog,Cat"]})  # refused at its second row
     assert path.read_text().splitlines()[1:] == ["a.wav\tDog"] and sorted(p.name for p in tmp_path.iterdir()) == ["tags.tsv"]
+
+
+def test_table_rows_number_lines_as_an_editor_does_and_leave_out_blank_and_comment_rows(tmp_path):
+    from audiotask.io import table_rows
+
+    path = tmp_path / "t.tsv"
+    path.write_text('filename\tonset\n\n# a comment\na.wav\t1.0\n"b\nc.wav"\t2.0\n\t \nd.wav\t3.0\n', encoding="utf-8")
+    assert table_rows(path, comment="#") == [
+        (1, ["filename", "onset"]), (4, ["a.wav", "1.0"]), (6, ["b\nc.wav", "2.0"]), (8, ["d.wav", "3.0"])]
+    assert (3, ["# a comment"]) in table_rows(path)
+    bom = tmp_path / "t.csv"
+    bom.write_bytes("\ufeffa,b\n".encode("utf-8"))
+    assert table_rows(bom, delimiter=",", encoding="utf-8-sig") == [(1, ["a", "b"])]
+
+
+def test_a_table_that_is_not_utf8_is_one_error_naming_file_and_line(tmp_path):
+    from audiotask.io import naming_bad_text, read_text, table_rows
+
+    path = tmp_path / "latin.tsv"
+    path.write_bytes(b"a\t1\nb\t2\ncaf\xe9\t3\n")
+    for read in (lambda: table_rows(path), lambda: read_text(path)):
+        with pytest.raises(ValueError, match=r"latin.tsv, line 3: not UTF-8 text \(byte 0xe9\)"):
+            read()
+    with pytest.raises(ValueError, match="line 3: not UTF-8"), naming_bad_text(path):
+        path.read_text(encoding="utf-8")
+
+
+def test_load_protocol_names_a_missing_configuration_and_an_unknown_protocol(tmp_path):
+    from audiotask.protocols.loading import UnknownProtocolError, load_protocol
+    from audiotask.testing.dummies import make_sound_event_protocol
+
+    with pytest.raises(FileNotFoundError, match="no such database file: .*missing.yml"):
+        load_protocol("X.SpeakerDiarization.Y", [tmp_path / "missing.yml"])
+    yml = make_sound_event_protocol(tmp_path)
+    assert len(list(load_protocol("Tiny.SpeakerDiarization.Events", [yml]).train())) == 3
+    with pytest.raises(UnknownProtocolError, match="unknown protocol 'Nope.SpeakerDiarization.Nope'"):
+        load_protocol("Nope.SpeakerDiarization.Nope", [yml])

@@ -1,4 +1,4 @@
-"""Files written whole or not at all, and where caches live.
+"""Files written whole or not at all, text tables read with line numbers, and where caches live.
 
 Every file that another process (or a later run) may read while it is written, or after a
 kill mid-write, goes through :func:`replaced_atomically`: it is written under a temporary
@@ -6,6 +6,10 @@ name of this writer (``NAME.HOST.PID.partial``), then renamed over its path (``o
 is atomic on one file system), so a reader sees the previous file or the new one, never
 half of one. A crash leaves the temporary file behind, named by its writer, for
 ``engine.locks.remove_leftovers`` to recognise.
+
+Every text table a user gives (DCASE TSV, clip tables, durations, score tables, RTTM, UEM)
+is read through :func:`table_rows` or :func:`naming_bad_text`: a file that is not UTF-8 is
+one ``ValueError`` naming the file and the line of its first bad byte.
 
 Caches (prepared metadata, decoded audio, generated protocols) live below
 :func:`default_cache_root` unless a task is given its own folder.
@@ -15,9 +19,13 @@ from __future__ import annotations
 
 import os
 import socket
+import csv
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Iterator, Optional, Union
+
+#: a numbered row of a text table: (line number, cells)
+Row = tuple[int, list[str]]
 
 
 def default_cache_root() -> Path:
@@ -54,3 +62,58 @@ def write_text_atomically(path: Union[str, Path], text: str) -> Path:
     with replaced_atomically(path) as partial:
         partial.write_text(text, encoding="utf-8")
     return Path(path)
+
+
+def not_utf8_error(path: Union[str, Path], error: UnicodeDecodeError) -> ValueError:
+    """A ``ValueError`` naming ``path`` and the line of its first byte that is not UTF-8.
+
+    ``error`` (raised while reading ``path``) only knows a position in the block being
+    decoded, so the file is decoded once more to find the line.
+    """
+    data = Path(path).read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as whole:
+        error = whole
+    else:  # decoded this time (the file changed): say what is known
+        return ValueError(f"{path}: not UTF-8 text ({error.reason})")
+    line_number = data.count(b"\n", 0, error.start) + 1
+    return ValueError(f"{path}, line {line_number}: not UTF-8 text (byte 0x{data[error.start]:02x}): "
+                      "save the file as UTF-8")
+
+
+@contextmanager
+def naming_bad_text(path: Union[str, Path]) -> Iterator[None]:
+    """Around a reader of ``path`` (pyannote's RTTM and UEM loaders, say): a
+    ``UnicodeDecodeError`` becomes :func:`not_utf8_error`'s one line."""
+    try:
+        yield
+    except UnicodeDecodeError as error:
+        raise not_utf8_error(path, error) from None
+
+
+def table_rows(
+    path: Union[str, Path], *, delimiter: str = "\t", comment: Optional[str] = None, encoding: str = "utf-8",
+) -> list[Row]:
+    """The rows of a delimited text file, each with its line number (1-based, as an editor
+    counts), rows without any cell left out, and rows whose first cell starts with
+    ``comment`` too.
+
+    ``encoding="utf-8-sig"`` also reads files that spreadsheet programs save with a BOM.
+    """
+    rows = []
+    with naming_bad_text(path), open(path, newline="", encoding=encoding) as handle:
+        reader = csv.reader(handle, delimiter=delimiter)
+        for row in reader:
+            if not any(cell.strip() for cell in row):
+                continue
+            if comment is not None and row[0].startswith(comment):
+                continue
+            rows.append((reader.line_num, row))
+    return rows
+
+
+def read_text(path: Union[str, Path]) -> str:
+    """The UTF-8 text of ``path`` (see :func:`not_utf8_error`)."""
+    with naming_bad_text(path):
+        return Path(path).read_text(encoding="utf-8")

@@ -230,12 +230,10 @@ def read_segments(path: Path) -> dict[str, list[tuple[float, float]]]:
     speakers once: an embedding is keyed by its segment)."""
     from pyannote.database.util import load_rttm
 
-    from audiotask.protocols.dcase import not_utf8_error
+    from audiotask.io import naming_bad_text
 
-    try:
+    with naming_bad_text(path):
         annotations = load_rttm(str(path))
-    except UnicodeDecodeError as error:
-        raise not_utf8_error(path, error) from None
     segments = {}
     for uri, annotation in annotations.items():
         keys = {segment_key(uri, segment.start, segment.end): (segment.start, segment.end)

@@ -101,18 +101,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def read_annotations(path: Path) -> dict:
     """``{uri: pyannote.core.Annotation}`` from an RTTM or DCASE TSV file."""
-    from audiotask.protocols.dcase import not_utf8_error, read_dcase_tsv
+    from audiotask.io import naming_bad_text
+    from audiotask.protocols.dcase import read_dcase_tsv
 
     if not path.is_file():
         raise CommandError(f"no such file: {path}")
-    try:
-        if path.suffix.lower() == ".rttm":
-            from pyannote.database.util import load_rttm
-
-            return load_rttm(str(path))
+    if path.suffix.lower() != ".rttm":
         return read_dcase_tsv(path)
-    except UnicodeDecodeError as error:
-        raise not_utf8_error(path, error) from None
+    from pyannote.database.util import load_rttm
+
+    with naming_bad_text(path):
+        return load_rttm(str(path))
 
 
 def overlap_annotations(annotations: dict) -> dict:
@@ -151,12 +150,10 @@ def evaluate_vad(args: argparse.Namespace, *, overlap: bool = False) -> dict:
             raise CommandError(f"no such file: {args.uem}")
         from pyannote.database.util import load_uem
 
-        from audiotask.protocols.dcase import not_utf8_error
+        from audiotask.io import naming_bad_text
 
-        try:
+        with naming_bad_text(args.uem):
             uems = load_uem(str(args.uem))
-        except UnicodeDecodeError as error:
-            raise not_utf8_error(args.uem, error) from None
     elif args.durations is not None:
         # durations by uri: RTTM files name files by uri, not by filename
         durations = {uri_of(name): seconds for name, seconds in read_durations(args.durations).items()}

@@ -46,12 +46,12 @@ def noise_source(text: str):
         return Path(text)
     if text.count(".") < 2 or Path(text).exists():  # Database.Task.Protocol
         raise CommandError(f"--noise: {text} is neither a folder of noise recordings nor a protocol name")
-    from pyannote.database import FileFinder, registry as databases
+    from audiotask.protocols.loading import UnknownProtocolError, load_protocol
 
     try:
-        return databases.get_protocol(text, preprocessors={"audio": FileFinder()})
-    except (KeyError, ValueError) as error:
-        raise CommandError(f"--noise: no such folder, nor a known protocol {text!r} ({error})") from None
+        return load_protocol(text)
+    except UnknownProtocolError as error:
+        raise CommandError(f"--noise: no such folder, nor a known protocol: {error}") from None
 
 
 def detection_augmentation(pairs: list[str]):

@@ -101,16 +101,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def load_protocol(databases: list[str], name: str):
     """Protocol ``name`` from the ``database.yml`` files ``databases`` (plus pyannote's defaults)."""
-    from pyannote.database import FileFinder, registry
+    from audiotask.protocols.loading import UnknownProtocolError, load_protocol as load
 
-    for database in databases:
-        if not Path(database).is_file():
-            raise CommandError(f"no such database file: {database}")
-        registry.load_database(str(database))
     try:
-        return registry.get_protocol(name, preprocessors={"audio": FileFinder()})
-    except (KeyError, ValueError) as error:  # pyannote.database raises either, by what is missing
-        raise CommandError(f"unknown protocol {name!r} ({error}): check --protocol and --database") from None
+        return load(name, databases)
+    except FileNotFoundError as error:
+        raise CommandError(str(error)) from None
+    except UnknownProtocolError as error:
+        raise CommandError(f"{error}: check --protocol and --database") from None
 
 
 def task_options(args: argparse.Namespace, entry: registry.TaskEntry) -> dict:

@@ -19,8 +19,8 @@ from pyannote.core import Annotation, SlidingWindowFeature
 from audiotask.inference.aggregation import is_per_window, windows_to_timeline
 from audiotask.core.frames import cell_boundaries
 from audiotask.inference.postprocessing import rows_before
-from audiotask.io import replaced_atomically, write_text_atomically
-from audiotask.protocols.dcase import WEAK_HEADER, not_utf8_error, read_dcase_tsv, write_dcase_tsv
+from audiotask.io import not_utf8_error, replaced_atomically, table_rows, write_text_atomically
+from audiotask.protocols.dcase import WEAK_HEADER, read_dcase_tsv, write_dcase_tsv
 from audiotask.protocols.uris import uri_of
 
 Event = tuple[float, float, str]
@@ -43,13 +43,8 @@ def write_events_tsv(path: Union[str, Path], events_by_file: Mapping[str, Sequen
 def _filenames_by_uri(path: Path) -> dict[str, str]:
     """``{uri: filename}`` of the first column of a DCASE TSV file (header and comments skipped)."""
     filenames: dict[str, str] = {}
-    with open(path, newline="", encoding="utf-8") as handle:
-        try:
-            rows = list(csv.reader(handle, delimiter="\t"))
-        except UnicodeDecodeError as error:
-            raise not_utf8_error(path, error) from None
-    for row in rows:
-        if not row or row[0].startswith("#") or row[0] == "filename":
+    for _, row in table_rows(path, comment="#"):
+        if row[0] == "filename":
             continue
         known = filenames.setdefault(uri_of(row[0]), row[0])
         if known != row[0]:
@@ -268,11 +263,7 @@ def read_clip_scores(path: Union[str, Path]) -> ClipScores:
     score that is no finite number, a file listed twice, a label that is not a class.
     """
     path = Path(path)
-    with open(path, newline="", encoding="utf-8") as handle:
-        try:
-            rows = [(number, row) for number, row in enumerate(csv.reader(handle), start=1) if row]
-        except UnicodeDecodeError as error:
-            raise not_utf8_error(path, error) from None
+    rows = table_rows(path, delimiter=",")
     if not rows or rows[0][1][0] != "filename":
         raise ValueError(f"{path}, line 1: expected a header filename[,label],CLASS,... (a clip score table)")
     header = rows[0][1]

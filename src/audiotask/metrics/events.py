@@ -77,12 +77,9 @@ def read_durations(durations: Union[PathLike, Mapping[str, float]]) -> dict[str,
     header line allowed); ``ValueError`` naming the file and line of a malformed row."""
     if isinstance(durations, Mapping):
         return {name: float(seconds) for name, seconds in durations.items()}
-    from audiotask.protocols.dcase import not_utf8_error
+    from audiotask.io import read_text
 
-    try:
-        text = Path(durations).read_text(encoding="utf-8")
-    except UnicodeDecodeError as error:
-        raise not_utf8_error(durations, error) from None
+    text = read_text(durations)
     seconds = {}
     for number, line in enumerate(text.splitlines(), start=1):
         fields = line.strip().split("\t")

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional, Union
 
-from audiotask.protocols.dcase import WeakLabels, not_utf8_error, read_dcase_weak_tsv
+from audiotask.io import naming_bad_text
+from audiotask.protocols.dcase import WeakLabels, read_dcase_weak_tsv
 from audiotask.protocols.uris import audio_files_below, uri_of
 
 __all__ = [
@@ -98,17 +99,14 @@ def read_clip_csv(path: PathLike) -> dict[str, ClipRow]:
 
 @functools.lru_cache(maxsize=16)
 def _read_cached(path: str, mtime_ns: int) -> dict[str, ClipRow]:
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle)
-            header = next(reader, None)
-            columns = _columns(path, header)
-            rows: dict[str, ClipRow] = {}
-            for row in reader:
-                if any(cell.strip() for cell in row):
-                    _add_row(path, reader.line_num, row, columns, rows)
-    except UnicodeDecodeError as error:
-        raise not_utf8_error(path, error) from None
+    with naming_bad_text(path), open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle)
+        # the header is the first line, even blank (then refused): not the first row with cells
+        columns = _columns(path, next(reader, None))
+        rows: dict[str, ClipRow] = {}
+        for row in reader:
+            if any(cell.strip() for cell in row):
+                _add_row(path, reader.line_num, row, columns, rows)
     return rows
 
 
@@ -282,8 +280,6 @@ def clip_protocol(audio_folder: PathLike, csv_path: PathLike, database_yml: Opti
     ``database_yml`` defaults to a folder of the audiotask cache named after the two paths:
     the same clips always get the same file, so prepared metadata is found again.
     """
-    from pyannote.database import FileFinder, registry
-
     if database_yml is None:
         import hashlib
 
@@ -291,6 +287,7 @@ def clip_protocol(audio_folder: PathLike, csv_path: PathLike, database_yml: Opti
 
         key = hashlib.sha1(f"{Path(audio_folder).resolve()}\n{Path(csv_path).resolve()}\n{name}".encode()).hexdigest()[:16]
         database_yml = default_cache_root() / "protocols" / key / "database.yml"
+    from audiotask.protocols.loading import load_protocol
+
     protocol_name = write_clip_database(audio_folder, csv_path, database_yml, name)
-    registry.load_database(str(database_yml))
-    return registry.get_protocol(protocol_name, preprocessors={"audio": FileFinder()})
+    return load_protocol(protocol_name, [database_yml])

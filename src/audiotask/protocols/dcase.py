@@ -16,16 +16,16 @@ import functools
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Iterable, Iterator, Union
+from typing import Iterable, Union
 
 from pyannote.core import Annotation, Segment
 
-from audiotask.io import replaced_atomically
+from audiotask.io import Row, replaced_atomically, table_rows
 from audiotask.protocols.uris import uri_of
 
 __all__ = [
     "HEADER", "WEAK_HEADER", "WeakLabels", "DCASELoader",
-    "read_dcase_tsv", "read_dcase_weak_tsv", "write_dcase_tsv", "uri_of", "not_utf8_error",
+    "read_dcase_tsv", "read_dcase_weak_tsv", "write_dcase_tsv", "uri_of",
 ]
 
 #: header of a strong-label file (the one :func:`write_dcase_tsv` writes)
@@ -34,7 +34,6 @@ HEADER = ("filename", "onset", "offset", "event_label")
 WEAK_HEADER = ("filename", "event_labels")
 
 _STRONG, _WEAK = "strong", "weak"
-Row = tuple[int, list[str]]  # (line number, fields)
 
 
 class WeakLabels(tuple):
@@ -114,38 +113,9 @@ def _read(path: Union[str, Path]) -> tuple[str, dict]:
 
 @functools.lru_cache(maxsize=16)
 def _read_cached(path: str, mtime_ns: int) -> tuple[str, dict]:
-    rows = list(_rows(path))
+    rows = table_rows(path, comment="#")
     kind = _detect_kind(path, rows)
     return kind, (_parse_strong(path, rows) if kind == _STRONG else _parse_weak(path, rows))
-
-
-def _rows(path: str) -> Iterator[Row]:
-    """Numbered rows of a TSV file, blank lines and ``#`` comments left out."""
-    with open(path, newline="", encoding="utf-8") as handle:
-        try:
-            for line_number, row in enumerate(csv.reader(handle, delimiter="\t"), start=1):
-                if row and not row[0].startswith("#"):
-                    yield line_number, row
-        except UnicodeDecodeError as error:
-            raise not_utf8_error(path, error) from None
-
-
-def not_utf8_error(path: Union[str, Path], error: UnicodeDecodeError) -> ValueError:
-    """A ``ValueError`` naming ``path`` and the line of its first byte that is not UTF-8.
-
-    ``error`` (raised while reading ``path``) only knows a position in the block being
-    decoded, so the file is decoded once more to find the line.
-    """
-    data = Path(path).read_bytes()
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as whole:
-        error = whole
-    else:  # decoded this time (the file changed): say what is known
-        return ValueError(f"{path}: not UTF-8 text ({error.reason})")
-    line_number = data.count(b"\n", 0, error.start) + 1
-    return ValueError(f"{path}, line {line_number}: not UTF-8 text (byte 0x{data[error.start]:02x}): "
-                      "save the file as UTF-8")
 
 
 def _detect_kind(path: str, rows: list[Row]) -> str:

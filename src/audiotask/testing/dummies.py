@@ -90,7 +90,6 @@ def write_database_yml(path: Path, database: str, protocol: str, subsets: dict, 
 
 def load_protocol(database_yml: str | Path, name: str):
     """Load ``database_yml`` into pyannote.database's registry and return protocol ``name``."""
-    from pyannote.database import FileFinder, registry
+    from audiotask.protocols.loading import load_protocol as load
 
-    registry.load_database(str(database_yml))
-    return registry.get_protocol(name, preprocessors={"audio": FileFinder()})
+    return load(name, [database_yml])
