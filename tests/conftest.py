@@ -15,14 +15,3 @@ def tiny_protocol(tmp_path):
 
     yml = make_sound_event_protocol(tmp_path / "data", name="Tiny")
     return load_protocol(yml, "Tiny.SpeakerDiarization.Events")
-
-
-def quiet_trainer(**kwargs):
-    import lightning.pytorch as pl
-
-    defaults = dict(
-        accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    defaults.update(kwargs)
-    return pl.Trainer(**defaults)

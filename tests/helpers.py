@@ -60,3 +60,15 @@ def stderr_lines(capsys) -> list:
     """What a command wrote on stderr, a line each, less dcase_util's pkg_resources
     deprecation (which pytest's warning filters let through)."""
     return [line for line in capsys.readouterr().err.splitlines() if line.strip() and "pkg_resources" not in line]
+
+
+def quiet_trainer(**kwargs):
+    """A Lightning trainer on the CPU that writes and prints nothing (its keywords overridden by ``kwargs``)."""
+    import lightning.pytorch as pl
+
+    defaults = dict(
+        accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    defaults.update(kwargs)
+    return pl.Trainer(**defaults)

@@ -30,7 +30,7 @@ from audiotask.protocols.dcase import WeakLabels
 from audiotask.tasks.audio_classification import AudioClassification
 from audiotask.tasks.audio_tagging import AudioTagging
 from audiotask.testing.clip_corpora import class_names, make_clip_dataset, make_tagging_dataset
-from conftest import quiet_trainer
+from helpers import quiet_trainer
 
 SMALL_CRNN = dict(channels=(8, 16), time_pooling=(2, 2), n_mels=32, hidden_size=16)
 

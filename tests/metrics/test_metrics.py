@@ -24,7 +24,7 @@ from audiotask.metrics import (
 )
 
 # vendored from ../shared/data/desed-golden (see its README.md), so that a clone runs the golden tests
-GOLDEN = Path(__file__).parent / "data" / "desed-golden"
+GOLDEN = Path(__file__).resolve().parents[1] / "data" / "desed-golden"
 
 # two 4-s files: two Dog events in a.wav, one Cat event in b.wav
 GROUND_TRUTH = {"a.wav": [(0.0, 1.0, "Dog"), (2.0, 3.0, "Dog")], "b.wav": [(1.0, 2.0, "Cat")]}

@@ -28,8 +28,7 @@ from audiotask.models import Debug
 from audiotask.protocols.dcase import write_dcase_tsv
 from audiotask.tasks import MultiLabelSegmentation, OverlappedSpeechDetection, SoundEventDetection, VoiceActivityDetection
 from audiotask.testing.dummies import load_protocol, write_database_yml
-from conftest import quiet_trainer
-from helpers import handmade_protocol, prepared
+from helpers import handmade_protocol, prepared, quiet_trainer
 
 CLASSES = ["Cat", "Dog", "Speech"]
 EVENTS = {

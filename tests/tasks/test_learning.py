@@ -9,7 +9,7 @@ from lightning.pytorch.callbacks import Callback
 
 from audiotask.core.task import Problem, Resolution, Specifications, Task
 from audiotask.models import Debug
-from conftest import quiet_trainer
+from helpers import quiet_trainer
 
 SAMPLE_RATE = 8000
 DURATION = 1.0

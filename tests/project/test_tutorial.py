@@ -10,7 +10,7 @@ from audiotask.core.task import Problem, Resolution, Specifications, Task
 from audiotask.models import CRNN
 from audiotask.testing.dummies import load_protocol, make_sound_event_protocol
 from audiotask.utils.random import create_rng_for_worker
-from conftest import quiet_trainer
+from helpers import quiet_trainer
 
 
 class SoundEventDetection(Task):

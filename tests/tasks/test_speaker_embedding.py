@@ -25,7 +25,7 @@ from audiotask.tasks.speaker_embedding import (
 )
 from audiotask.testing.dummies import load_protocol
 from audiotask.testing.speakers import make_speaker_protocol
-from conftest import quiet_trainer
+from helpers import quiet_trainer
 
 PROTOCOL = "Speakers.SpeakerDiarization.Speakers"
 SMALL_CRNN = dict(channels=(8, 16), time_pooling=(2, 2), n_mels=32, hidden_size=16)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-PATH = Path(__file__).resolve().parent.parent / "benchmarks" / "real_recordings.py"
+PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "real_recordings.py"
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from audiotask.core.model import Model
 from audiotask.core.specifications import Problem, Resolution, Specifications
 from audiotask.core import architectures as registry
 from audiotask.models import CRNN, Debug
-from conftest import quiet_trainer
+from helpers import quiet_trainer
 
 
 def specifications(resolution=Resolution.FRAME):

@@ -12,7 +12,7 @@ from audiotask.tasks.snr_estimation import NoiseBank, SNREstimation, noise_gains
 from audiotask.testing.dummies import load_protocol
 from audiotask.testing.mixtures import coloured_noise, make_noise_folder, make_speech_protocol
 from audiotask.utils.random import global_seed
-from conftest import quiet_trainer
+from helpers import quiet_trainer
 
 SR = 16000
 DURATION = 2.0

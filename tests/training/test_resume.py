@@ -11,7 +11,7 @@ from audiotask.engine.resume import batches_from_worker
 from audiotask.models import Debug
 from audiotask.tasks import SoundEventDetection
 from audiotask.testing.dummies import load_protocol, make_sound_event_protocol
-from conftest import quiet_trainer
+from helpers import quiet_trainer
 
 
 class BatchRecorder(Callback):
