@@ -17,7 +17,6 @@ audio, building whole batches and resuming mid-epoch are here, once.
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 from typing import Literal, Optional, Sequence, Union
 
@@ -30,17 +29,17 @@ from audiotask.core.task import Task
 from audiotask.engine.batch_builder import BatchBuilder, as_batch
 from audiotask.engine.batches import TrainBatches, ValidationBatches
 from audiotask.engine.builders import ChunkClasses, ChunkSegments, FrameClasses, TargetBuilder
-from audiotask.engine.checks import CheckReport, check_protocol
+from audiotask.engine.checks import CheckReport, check_prepared, check_protocol
 from audiotask.engine.metadata import ProtocolMetadata, SubsetMetadata
 from audiotask.engine.metadata_store import MetadataStore
-from audiotask.engine.preparation import LABEL_KINDS, STRONG, Preparation, warn_unannotated
+from audiotask.engine.preparation import LABEL_KINDS, STRONG, Preparation
 from audiotask.engine.readers import CachedReader, FileReader
-from audiotask.engine.resume import ResumableDataLoader, resumed_stream
-from audiotask.engine.samplers import Chunks, MixedSampler, Sampler, split_batch
+from audiotask.engine.resume import ResumableDataLoader
+from audiotask.engine.samplers import Sampler
 from audiotask.engine.sampling import sampling_entry
+from audiotask.engine.training_stream import training_batches, training_sampler
 from audiotask.engine.validation_chunks import consecutive_chunks
 from audiotask.io import default_cache_root
-from audiotask.utils.random import distributed_rank, global_seed, worker_identity
 
 
 class AnnotatedTask(Task):
@@ -185,47 +184,11 @@ class AnnotatedTask(Task):
         return metadata
 
     def check_metadata(self, metadata: ProtocolMetadata) -> None:
-        """Refuse what cannot train (no train file, empty audio) and warn once about what the
-        task will leave out: unknown labels, files without annotated region, files of label
-        kinds it does not train on."""
-        if getattr(self, "_metadata_checked", False):
-            return
-        self._metadata_checked = True
-        if len(metadata.subsets["train"]) == 0:
-            raise ValueError(f"{type(self).__name__}: the protocol's train subset has no file.")
-        classes = self.classes_of(metadata)
-        unknown = [label for label, k in zip(metadata.labels, self.label_classes(metadata.labels, classes)) if k < 0]
-        counted = [label for label in unknown if metadata.segments_per_label.get(label, 0)]
-        if self.labels_are_classes and counted:
-            warnings.warn(
-                f"{type(self).__name__}: labels outside the task's classes {classes} are ignored: "
-                + ", ".join(f"{label!r} ({metadata.segments_per_label[label]} segments)" for label in counted)
-            )
-        for name, subset in metadata.subsets.items():
-            self.refuse_empty_audio(name, subset)
-            warn_unannotated(type(self).__name__, name, subset)
-            kinds = subset.attribute("label_kind")
-            accepted = self.accepted_kinds(name)
-            left_out = ~np.isin(kinds, accepted)
-            if left_out.any():
-                warnings.warn(
-                    f"{type(self).__name__} {'validates' if accepted is not self.label_kinds else 'trains'} on "
-                    f"{'/'.join(accepted)} labels: {int(left_out.sum())} {name} "
-                    f"file(s) labelled otherwise are left out ({', '.join(sorted(set(kinds[left_out].tolist())))}), "
-                    f"e.g. {str(subset.uri[left_out][0])!r}."
-                )
-
-    def refuse_empty_audio(self, name: str, subset: SubsetMetadata) -> None:
-        """Stop before training on audio files without a sample, naming them (they would
-        otherwise pass for files without annotated region)."""
-        empty = subset.uri[np.asarray(subset.duration) <= 0]
-        if len(empty):
-            paths = subset.audio[np.asarray(subset.duration) <= 0]
-            raise ValueError(
-                f"{type(self).__name__}: {len(empty)} {name} audio file(s) are empty (0 samples): "
-                + ", ".join(f"{uri!r} ({path})" for uri, path in zip(empty[:5].tolist(), paths[:5].tolist()))
-                + (", ..." if len(empty) > 5 else "") + "; remove them from the protocol (`audiotask check` lists every problem)."
-            )
+        """Refuse what cannot train and warn once about what the task will leave out (see
+        ``engine.checks.check_prepared``)."""
+        if not getattr(self, "_metadata_checked", False):
+            check_prepared(self, metadata)
+            self._metadata_checked = True
 
     def check(self, subsets: Optional[Sequence[str]] = None, *, scan: bool = True) -> CheckReport:
         """What would fail or be dropped, file by file, in one pass over the protocol (see
@@ -385,42 +348,9 @@ class AnnotatedTask(Task):
 
     # ---- training samples ------------------------------------------------------------
     def make_sampler(self, epoch: int = 0, rank: Optional[int] = None, worker: Optional[int] = None) -> Sampler:
-        """The training sampler of this seed, rank, worker and epoch (see ``sampling``).
-
-        With ``kind_proportions``, each batch unites the label kinds in those proportions
-        (a :class:`MixedSampler` of one stream per kind present in the training set).
-        """
-        key = dict(
-            batch_size=self.sampled_rows(), seed=global_seed(), epoch=epoch,
-            rank=distributed_rank() if rank is None else rank, worker=worker_identity()[0] if worker is None else worker,
-        )
-        kinds = self.batch_kinds()
-        if kinds is None:
-            return self._sampler(key, self.usable_files("train"))
-        label_kind = self.metadata.subsets["train"].attribute("label_kind")
-        counts = split_batch(key["batch_size"], [share for _, share in kinds])
-        parts = [
-            # each part its own stream: the seed is the run's, set apart by the part
-            self._sampler({**key, "batch_size": count, "seed": key["seed"] * 8 + 1 + part}, label_kind == kind)
-            for part, ((kind, _), count) in enumerate(zip(kinds, counts))
-        ]
-        return MixedSampler(parts, counts, **{k: v for k, v in key.items() if k != "batch_size"})
-
-    def batch_kinds(self) -> Optional[list[tuple[str, float]]]:
-        """``[(label kind, share)]`` of the kinds each batch unites, among those the training
-        set has; None when batches are drawn from all usable files alike."""
-        if not self.kind_proportions:
-            return None
-        present = set(self.metadata.subsets["train"].attribute("label_kind").tolist())
-        kinds = [(kind, float(share)) for kind, share in self.kind_proportions.items()
-                 if kind in self.label_kinds and kind in present and share > 0]
-        return kinds if len(kinds) > 1 else None
-
-    def _sampler(self, key: dict, usable: np.ndarray) -> Sampler:
-        """The ``sampling`` stream over the training files where ``usable`` is True."""
-        if not usable.any():
-            raise ValueError(f"{type(self).__name__}: no training file to draw chunks from.")
-        return sampling_entry(self.sampling, type(self).__name__).build(self, key, usable)
+        """The training sampler of this seed, rank, worker and epoch (see
+        ``engine/training_stream.py``: with ``kind_proportions``, one stream per label kind)."""
+        return training_sampler(self, epoch, rank, worker)
 
     def training_regions(self, usable: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
         """``(regions (n, 2), file of each)``: annotated regions of the usable training files
@@ -439,27 +369,14 @@ class AnnotatedTask(Task):
         return self.metadata.subsets["train"].attribute(self.balance)
 
     def train_batches(self, epoch: Optional[int] = None):
-        """Endless training batches of this worker's stream (resumed where a saved run stopped).
+        """Endless training batches of this worker's stream (see ``engine/training_stream.py``).
 
         ``epoch`` defaults to the trainer's; a dataloader worker started by spawn has no
-        trainer: its dataset passes the epoch (see ``TrainBatches``). Of each batch, the
-        sampler draws :meth:`sampled_rows` chunks; :meth:`extend_batch` adds the rest.
+        trainer: its dataset passes the epoch (see ``TrainBatches``).
         """
         if epoch is None:
             epoch = 0 if self.model is None else self.model.current_epoch
-        worker, num_workers = worker_identity()
-        stream, position = resumed_stream(
-            self.resume_state, epoch=epoch, worker=worker, num_workers=num_workers, batch_size=self.batch_size
-        )
-        sampler = self.make_sampler(epoch, worker=stream)
-        rows = sampler.batch_size
-        sampler.position = position // self.batch_size * rows + position % self.batch_size
-        while True:
-            index = sampler.position // rows
-            # up to the end of the batch the sampler is in: its chunks share one duration
-            chunks: Chunks = sampler.take(rows - sampler.position % rows)
-            batch = self.make_batch("train", chunks.files, chunks.starts, float(chunks.durations[0]), chunks.labels)
-            yield self.extend_batch(batch, key=(global_seed(), distributed_rank(), stream, epoch, index))
+        return training_batches(self, epoch)
 
     def sampled_rows(self) -> int:
         """Chunks of each training batch that the sampler draws from the protocol's files

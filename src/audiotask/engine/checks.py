@@ -21,6 +21,7 @@ from typing import Callable, Iterable, Iterator, Optional, Sequence
 import numpy as np
 
 from audiotask.core.protocol_files import OVERRUN_TOLERANCE, entry, overrun
+from audiotask.engine.preparation import warn_unannotated
 
 #: severities, worst first: an error stops training, "dropped" means never used
 ERROR, DROPPED, WARNING = "error", "dropped", "warning"
@@ -240,3 +241,47 @@ def file_problems(file, raw: dict, *, chunk_duration: float, unknown_label, labe
     if annotated is not None and not any(s.start < duration for s in annotated.support()):
         found.append((DROPPED, NO_REGION))
     return found
+
+
+# ---- the prepared metadata, before training ---------------------------------------------
+def check_prepared(task, metadata) -> None:
+    """Refuse what cannot train (no train file, empty audio) and warn about what ``task``
+    (an ``AnnotatedTask``) will leave out of ``metadata``: unknown labels, files without
+    annotated region, files of label kinds it does not train on."""
+    name_of_task = type(task).__name__
+    if len(metadata.subsets["train"]) == 0:
+        raise ValueError(f"{name_of_task}: the protocol's train subset has no file.")
+    classes = task.classes_of(metadata)
+    unknown = [label for label, k in zip(metadata.labels, task.label_classes(metadata.labels, classes)) if k < 0]
+    counted = [label for label in unknown if metadata.segments_per_label.get(label, 0)]
+    if task.labels_are_classes and counted:
+        warnings.warn(
+            f"{name_of_task}: labels outside the task's classes {classes} are ignored: "
+            + ", ".join(f"{label!r} ({metadata.segments_per_label[label]} segments)" for label in counted)
+        )
+    for name, subset in metadata.subsets.items():
+        refuse_empty_audio(name_of_task, name, subset)
+        warn_unannotated(name_of_task, name, subset)
+        kinds = subset.attribute("label_kind")
+        accepted = task.accepted_kinds(name)
+        left_out = ~np.isin(kinds, accepted)
+        if left_out.any():
+            warnings.warn(
+                f"{name_of_task} {'validates' if accepted is not task.label_kinds else 'trains'} on "
+                f"{'/'.join(accepted)} labels: {int(left_out.sum())} {name} "
+                f"file(s) labelled otherwise are left out ({', '.join(sorted(set(kinds[left_out].tolist())))}), "
+                f"e.g. {str(subset.uri[left_out][0])!r}."
+            )
+
+
+def refuse_empty_audio(task_name: str, name: str, subset) -> None:
+    """Stop before training on audio files of subset ``name`` without a sample, naming them
+    (they would otherwise pass for files without annotated region)."""
+    empty = subset.uri[np.asarray(subset.duration) <= 0]
+    if len(empty):
+        paths = subset.audio[np.asarray(subset.duration) <= 0]
+        raise ValueError(
+            f"{task_name}: {len(empty)} {name} audio file(s) are empty (0 samples): "
+            + ", ".join(f"{uri!r} ({path})" for uri, path in zip(empty[:5].tolist(), paths[:5].tolist()))
+            + (", ..." if len(empty) > 5 else "") + "; remove them from the protocol (`audiotask check` lists every problem)."
+        )
