@@ -21,6 +21,7 @@ VERBS = {
     "train": "audiotask.cli.train",
     "apply": "audiotask.cli.apply",
     "export": "audiotask.cli.export",
+    "import": "audiotask.cli.import_model",
     "evaluate": "audiotask.cli.evaluate",
     "tune": "audiotask.cli.tune",
     "demo": "audiotask.cli.demo",

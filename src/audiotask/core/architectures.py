@@ -26,7 +26,10 @@ ENTRY_POINT_GROUP = "audiotask.models"
 #: audiotask's own architectures, by the name their manifests carry, as ``module:Class``:
 #: imported when named (this table is ours, never read from a file), so that core does not
 #: import the models, which build on core
-BUILTIN: dict[str, str] = {"CRNN": "audiotask.models.crnn:CRNN", "Debug": "audiotask.models.debug:Debug"}
+BUILTIN: dict[str, str] = {
+    "CRNN": "audiotask.models.crnn:CRNN", "Debug": "audiotask.models.debug:Debug",
+    "SileroVAD": "audiotask.models.silero_vad:SileroVAD",
+}
 
 #: how manifests written before the registry named the built-in architectures
 LEGACY_NAMES: dict[str, str] = {

@@ -2,5 +2,6 @@
 
 from audiotask.models.crnn import CRNN
 from audiotask.models.debug import Debug
+from audiotask.models.silero_vad import SileroVAD
 
-__all__ = ["CRNN", "Debug"]
+__all__ = ["CRNN", "Debug", "SileroVAD"]
