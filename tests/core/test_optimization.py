@@ -59,3 +59,31 @@ def test_the_optimiser_steps_the_rate_along_the_schedule():
     assert rates[5] == pytest.approx(0.1) and rates[-1] == pytest.approx(0.1 * 0.5 * (1 + math.cos(math.pi * 14 / 15)))
     model.lr_schedule = "constant"
     assert isinstance(configure_optimizers(model), torch.optim.Adam)
+
+
+def test_a_frozen_encoder_is_not_optimised_and_keeps_its_normalisation_statistics():
+    """encoder_lr_scale 0: the head alone in the optimiser, the rest without gradients and in
+    eval mode (batch norm does not follow the new data); a share in between: two groups."""
+    import dataclasses
+
+    from audiotask.core.optimization import parameter_groups
+    from audiotask.core.specifications import Problem, Resolution, Specifications
+    from audiotask.models import CRNN
+
+    model = CRNN(channels=[4, 8, 8], n_mels=16, hidden_size=8)
+    model.attach_specifications(Specifications(problem=Problem.MULTI_LABEL_CLASSIFICATION,
+                                               resolution=Resolution.FRAME, duration=1.0, classes=["a", "b"]))
+    assert set(model.head_modules) == {"head", "clip_head"}
+    head, encoder = model.head_and_encoder_parameters()
+    model.learning_rate, model.encoder_lr_scale = 0.01, 0.1
+    groups = parameter_groups(model)
+    assert [len(group["params"]) for group in groups] == [len(head), len(encoder)] and groups[1]["lr"] == 0.001
+    model.encoder_lr_scale = 0.0
+    assert parameter_groups(model) == [{"params": head}]
+    assert not any(parameter.requires_grad for parameter in encoder)
+    statistics = {name: buffer.clone() for name, buffer in model.named_buffers() if "running_mean" in name}
+    model.train()
+    model(torch.randn(2, 1, 16000))
+    assert statistics and all(torch.equal(buffer, statistics[name]) for name, buffer in model.named_buffers()
+                              if name in statistics)
+    assert all(not module.training for module in model.encoder_modules()) and model.head.training

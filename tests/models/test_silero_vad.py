@@ -9,22 +9,7 @@ from audiotask.cli.main import main
 from audiotask.core.model import Model
 from audiotask.models.silero_vad import SileroVAD
 from audiotask.pretrained.silero_vad import ONNX_KEYS, import_silero_vad
-
-#: the names and shapes of silero_vad/tinygrad_model.py's layout (silero_vad_16k.safetensors)
-TINYGRAD_LAYOUT = {
-    "stft_conv.weight": (258, 1, 256),
-    "conv1.weight": (128, 129, 3), "conv1.bias": (128,), "conv2.weight": (64, 128, 3), "conv2.bias": (64,),
-    "conv3.weight": (64, 64, 3), "conv3.bias": (64,), "conv4.weight": (128, 64, 3), "conv4.bias": (128,),
-    "lstm_cell.weight_ih": (512, 128), "lstm_cell.weight_hh": (512, 128),
-    "lstm_cell.bias_ih": (512,), "lstm_cell.bias_hh": (512,),
-    "final_conv.weight": (1, 128, 1), "final_conv.bias": (1,),
-}
-
-
-def random_layout(seed=0):
-    generator = torch.Generator().manual_seed(seed)
-    return {name: 0.1 * torch.randn(shape, generator=generator) for name, shape in TINYGRAD_LAYOUT.items()}
-
+from audiotask.testing.pretrained_layouts import random_silero_vad_state as random_layout
 
 def tinygrad_reference(state, waveform):
     """tinygrad_model.py's __call__ and its documented loop, chunk by chunk, written again

@@ -24,6 +24,8 @@ HELP = "train a model on a protocol"
 #: default of --checkpoint-every (audiotask.training.CHECKPOINT_EVERY, not imported: --help stays light)
 CHECKPOINT_EVERY = 100
 
+#: the architecture of --model when none is given
+MODEL_DEFAULT = "CRNN"
 #: ``--fold all``: one run per fold, each validated on its fold (cross-validation)
 ALL_FOLDS = "all"
 
@@ -60,13 +62,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       "sed: 10)")
     add_task_options(parser, groups={"task": task})
     model = parser.add_argument_group("model")
-    model.add_argument("--model", default="CRNN",
+    model.add_argument("--model", default=MODEL_DEFAULT,
                        help="registered architecture: CRNN, Debug, SileroVAD, or one an installed package declares in the "
                             "'audiotask.models' entry-point group (default: %(default)s)")
     model.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
                        help="architecture argument, VALUE read as JSON (repeatable), e.g. hidden_size=32 (sed's "
                        "CRNN defaults to channels=[16,32,64], n_mels=32, hidden_size=64, the best at equal CPU time, and "
                        "normalization=instance, the best on real recordings)")
+    pretrained = parser.add_argument_group("fine-tuning")
+    pretrained.add_argument("--from", dest="from_model", type=Path, metavar="MODEL_DIR",
+                            help="start from the weights of a saved or imported model (a model folder): its "
+                            "architecture and arguments, the head rebuilt where the task's classes or problem "
+                            "differ (a warning names the re-initialised weights); --model and --model-option do not apply")
+    pretrained.add_argument("--freeze-encoder", action="store_true",
+                            help="--from only: train the head alone (the encoder's weights and normalisation "
+                            "statistics stay the pretrained ones)")
+    pretrained.add_argument("--encoder-lr-scale", type=float, metavar="F",
+                            help="--from only: the encoder's learning rate as a share of --learning-rate, e.g. 0.1 "
+                            "(default: 1, the model trained whole)")
     training = parser.add_argument_group("training")
     training.add_argument("--epochs", type=int, help="number of epochs (default: 10 unless --max-steps is given)")
     training.add_argument("--max-steps", type=int, help="stop after this many optimiser steps")
@@ -167,8 +180,12 @@ def make_task(args: argparse.Namespace, protocol, *, fold=None):
 
 
 def make_model(args: argparse.Namespace, task):
-    """The architecture of ``args`` with its ``--model-option`` arguments, the task attached."""
+    """The architecture of ``args`` with its ``--model-option`` arguments (or the model of
+    ``--from``), the task attached."""
     from audiotask.core.model import model_class
+
+    if getattr(args, "from_model", None) is not None:
+        return pretrained_model(args, task)
 
     options = model_options(args)
     try:
@@ -179,6 +196,40 @@ def make_model(args: argparse.Namespace, task):
         return architecture(task=task, **options)
     except TypeError as error:  # an unknown keyword: say which model refused it
         raise CommandError(f"--model-option for {args.model}: {error}") from None
+
+
+def pretrained_model(args: argparse.Namespace, task):
+    """The model saved in ``args.from_model``, to fine-tune for ``task`` (its head rebuilt
+    by ``Model.attach_specifications`` where the task's specifications differ)."""
+    from audiotask.core.manifest import MANIFEST
+    from audiotask.core.model import Model
+    from audiotask.inference.onnx import is_onnx_export
+
+    folder = args.from_model
+    if args.model_option or args.model != MODEL_DEFAULT:
+        raise CommandError("--from trains the model's own architecture: --model and --model-option do not apply")
+    if not (folder / MANIFEST).is_file():
+        raise CommandError(f"--from: {folder} is not a model folder (no {MANIFEST})")
+    if is_onnx_export(folder):
+        raise CommandError(f"--from: {folder} is an ONNX export: fine-tune the model folder it was made from")
+    model = Model.from_pretrained(folder)
+    model.train()
+    model.task = task
+    return model
+
+
+def encoder_lr_scale(args: argparse.Namespace) -> float | None:
+    """The encoder's share of the learning rate that ``--freeze-encoder`` / ``--encoder-lr-scale``
+    ask for (None: neither given)."""
+    if args.freeze_encoder and args.encoder_lr_scale is not None:
+        raise CommandError("--freeze-encoder and --encoder-lr-scale: give one")
+    if args.freeze_encoder or args.encoder_lr_scale is not None:
+        if args.from_model is None:
+            raise CommandError("--freeze-encoder and --encoder-lr-scale apply to a pretrained model: give --from")
+        if args.encoder_lr_scale is not None and not 0 <= args.encoder_lr_scale:
+            raise CommandError(f"--encoder-lr-scale must be >= 0, not {args.encoder_lr_scale}")
+        return 0.0 if args.freeze_encoder else float(args.encoder_lr_scale)
+    return None
 
 
 def training_options(args: argparse.Namespace) -> dict:
@@ -227,9 +278,12 @@ def prepared_model(args: argparse.Namespace, task):
     non-finite losses)."""
     from audiotask.training import set_learning_rate
 
+    scale = encoder_lr_scale(args)  # before the model: a wrong combination fails at once
     model = make_model(args, task)
     set_learning_rate(model, model.learning_rate if args.learning_rate is None else args.learning_rate,
                       schedule=args.lr_schedule, warmup_steps=args.warmup_steps)
+    if scale is not None:
+        model.encoder_lr_scale = scale
     task.max_nonfinite_losses = args.max_nonfinite_losses
     return model
 

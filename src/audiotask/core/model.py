@@ -112,6 +112,10 @@ class Model(pl.LightningModule):
     lr_schedule: str = "constant"
     warmup_steps: int = 0
     final_lr_fraction: float = 0.0
+    #: the learning rate of everything but the head, as a share of ``learning_rate``: 1 trains
+    #: the model whole, a fraction fine-tunes a pretrained encoder gently, 0 freezes it (its
+    #: weights and its normalisation statistics; see :meth:`freeze_encoder`)
+    encoder_lr_scale: float = 1.0
 
     def __init__(self, sample_rate: int = 16000, num_channels: int = 1, task=None):
         super().__init__()
@@ -164,7 +168,10 @@ class Model(pl.LightningModule):
         previous = self._specifications
         self.specifications = specifications
         if previous is None or not self.is_built:
+            before = set(self._modules)
             self.build()
+            #: the modules ``build()`` made: the head (the rest is the encoder, see encoder_lr_scale)
+            self.head_modules = tuple(name for name in self._modules if name not in before)
             self.is_built = True
             return
         changes = previous.head_changes(specifications)
@@ -172,6 +179,7 @@ class Model(pl.LightningModule):
             self._rebuild_head(changes)
 
     is_built = False
+    head_modules: tuple[str, ...] = ()
     #: True once the weights were loaded or trained: re-initialising them is then worth a warning
     has_learned_weights = False
 
@@ -203,6 +211,29 @@ class Model(pl.LightningModule):
         if "training_heads" not in self._modules:
             self.training_heads = torch.nn.ModuleDict()
         self.training_heads[name] = module
+
+    def head_and_encoder_parameters(self) -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:
+        """``(head, encoder)`` parameters: those of the modules ``build()`` made (and the
+        training heads), and all the others."""
+        head_prefixes = tuple(f"{name}." for name in (*self.head_modules, TRAINING_HEADS.rstrip(".")))
+        head, encoder = [], []
+        for name, parameter in self.named_parameters():
+            (head if name.startswith(head_prefixes) else encoder).append(parameter)
+        return head, encoder
+
+    def encoder_modules(self) -> list[torch.nn.Module]:
+        """The top-level modules that are not the head's (nor the training heads')."""
+        return [module for name, module in self.named_children()
+                if name not in self.head_modules and name != TRAINING_HEADS.rstrip(".")]
+
+    def train(self, mode: bool = True):
+        """``torch.nn.Module.train``; a frozen encoder (``encoder_lr_scale == 0``) stays in
+        eval mode: its batch-normalisation statistics do not follow the new data either."""
+        super().train(mode)
+        if mode and self.encoder_lr_scale == 0:
+            for module in self.encoder_modules():
+                module.eval()
+        return self
 
     def inference_state_dict(self) -> dict[str, torch.Tensor]:
         """The weights a saved model keeps: all but the training heads."""

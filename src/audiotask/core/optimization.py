@@ -37,10 +37,27 @@ def schedule_factor(step: int, *, schedule: str, total_steps: Optional[int], war
     return final_fraction + (1.0 - final_fraction) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def parameter_groups(model) -> list[dict]:
+    """Adam's parameter groups: the head at ``model.learning_rate``, the encoder at
+    ``model.encoder_lr_scale`` times it (left out, and not trained, at 0)."""
+    scale = float(getattr(model, "encoder_lr_scale", 1.0))  # a module that is no Model trains whole
+    if scale < 0:
+        raise ValueError(f"encoder_lr_scale must be >= 0, got {scale}")
+    if scale == 1.0:
+        return [{"params": list(model.parameters())}]
+    head, encoder = model.head_and_encoder_parameters()
+    if scale == 0.0:
+        for parameter in encoder:
+            parameter.requires_grad_(False)
+        return [{"params": head}]
+    return [{"params": head}, {"params": encoder, "lr": model.learning_rate * scale}]
+
+
 def configure_optimizers(model) -> dict:
-    """Lightning's ``configure_optimizers`` for ``model``: Adam at ``model.learning_rate``,
-    stepped by ``model.lr_schedule`` (see :func:`schedule_factor`)."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=model.learning_rate)
+    """Lightning's ``configure_optimizers`` for ``model``: Adam at ``model.learning_rate``
+    (the encoder at ``model.encoder_lr_scale`` of it), stepped by ``model.lr_schedule`` (see
+    :func:`schedule_factor`)."""
+    optimizer = torch.optim.Adam(parameter_groups(model), lr=model.learning_rate)
     if model.lr_schedule == "constant":
         return optimizer
     total = run_steps(model)
