@@ -64,7 +64,6 @@ def test_the_optimiser_steps_the_rate_along_the_schedule():
 def test_a_frozen_encoder_is_not_optimised_and_keeps_its_normalisation_statistics():
     """encoder_lr_scale 0: the head alone in the optimiser, the rest without gradients and in
     eval mode (batch norm does not follow the new data); a share in between: two groups."""
-
     from audiotask.core.optimization import parameter_groups
     from audiotask.core.specifications import Problem, Resolution, Specifications
     from audiotask.models import CRNN
