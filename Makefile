@@ -13,6 +13,9 @@ $(BIN)/python:
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e ".[test]"
+	# resemblyzer ships the GE2E weights `audiotask import resemblyzer` reads (and the tests check
+	# against); only its file is read, so none of its dependencies (webrtcvad builds from C) is needed
+	$(BIN)/pip install --quiet --no-deps "resemblyzer>=0.1.3"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -156,6 +156,23 @@ def train(model, output: Path, steps: int, validate_every: int):
     return Model.from_pretrained(training.model), which, seconds
 
 
+def imported_resemblyzer(root: Path):
+    """resemblyzer's encoder through ``audiotask import resemblyzer`` (None, said, when the
+    package is not installed)."""
+    import importlib.util
+
+    if importlib.util.find_spec("resemblyzer") is None:
+        print("  [skipped] resemblyzer row: the package is not installed (make install installs it)")
+        return None
+    from audiotask.core.model import Model
+    from audiotask.pretrained.resemblyzer import import_resemblyzer
+
+    folder = root / "resemblyzer"
+    if not (folder / "audiotask.json").is_file():
+        import_resemblyzer(folder)
+    return Model.from_pretrained(folder)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", choices=tuple(SCORED_SUBSETS), default="debug-speech")
@@ -196,8 +213,12 @@ def main(argv=None) -> int:
     kept, which, seconds = train(model, args.root / "runs" / f"{args.data}-{steps}", steps, validate_every)
     print(f"scored weights: {which}")
     trained = evaluate(kept, chunks)
+    results = [("untrained", untrained), (f"trained, {steps} steps ({seconds:.0f} s)", trained)]
+    pretrained = imported_resemblyzer(args.root)
+    if pretrained is not None:  # what a user would pick instead: the GE2E encoder, imported
+        results.append(("resemblyzer, imported (no training)", evaluate(pretrained, chunks)))
     rows = [[name, f"{100 * r['eer']:.1f}", f"{r['min_dcf']:.3f}", f"{r['min_dcf_05']:.3f}", r["trials"], r["targets"]]
-            for name, r in (("untrained", untrained), (f"trained, {steps} steps ({seconds:.0f} s)", trained))]
+            for name, r in results]
     table(["model", "EER (%)", "minDCF 0.01", "minDCF 0.05", "trials", "targets"], rows,
           title=f"{args.data} {' + '.join(scored)} chunks of {args.trial_duration:g} s, CRNN {SMALL_CRNN}, batch "
                 f"{args.speakers_per_batch} speakers x {args.batch_size // args.speakers_per_batch} chunks")

@@ -10,6 +10,10 @@ sources:
                ONNX export, read as data: pip install silero-vad 'audiotask[onnx]'), or
                from --weights (an ONNX export or a safetensors file of its layouts); a
                FRAME speech detector (--task vad) with the package's own probabilities.
+  resemblyzer  resemblyzer's GE2E speaker encoder, from the pretrained.pt of the installed
+               package (read with weights_only=True; pip install --no-deps resemblyzer), or
+               from --weights; 256-dimensional embeddings (--task embedding), each chunk's
+               as the package's embed_utterance computes it.
 
 example:
   audiotask import silero-vad --output models/silero-vad

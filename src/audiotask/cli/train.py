@@ -63,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_task_options(parser, groups={"task": task})
     model = parser.add_argument_group("model")
     model.add_argument("--model", default=MODEL_DEFAULT,
-                       help="registered architecture: CRNN, Debug, SileroVAD, or one an installed package declares in the "
+                       help="registered architecture: CRNN, Debug, SileroVAD, Resemblyzer, or one an installed package declares in the "
                             "'audiotask.models' entry-point group (default: %(default)s)")
     model.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
                        help="architecture argument, VALUE read as JSON (repeatable), e.g. hidden_size=32 (sed's "

@@ -28,7 +28,7 @@ ENTRY_POINT_GROUP = "audiotask.models"
 #: import the models, which build on core
 BUILTIN: dict[str, str] = {
     "CRNN": "audiotask.models.crnn:CRNN", "Debug": "audiotask.models.debug:Debug",
-    "SileroVAD": "audiotask.models.silero_vad:SileroVAD",
+    "SileroVAD": "audiotask.models.silero_vad:SileroVAD", "Resemblyzer": "audiotask.models.resemblyzer:Resemblyzer",
 }
 
 #: how manifests written before the registry named the built-in architectures

@@ -15,4 +15,7 @@ SOURCES: dict[str, tuple[str, str]] = {
     "silero-vad": ("audiotask.pretrained.silero_vad:import_silero_vad",
                    "Silero VAD's 16 kHz network, from the weights the silero-vad package ships "
                    "(a FRAME speech detector for --task vad)"),
+    "resemblyzer": ("audiotask.pretrained.resemblyzer:import_resemblyzer",
+                    "resemblyzer's GE2E speaker encoder, from the pretrained.pt the package ships "
+                    "(256-dimensional embeddings for --task embedding)"),
 }

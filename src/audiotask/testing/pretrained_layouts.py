@@ -20,3 +20,19 @@ def random_silero_vad_state(seed: int = 0) -> dict[str, torch.Tensor]:
     """A state dict of :data:`SILERO_VAD_LAYOUT` with small random weights."""
     generator = torch.Generator().manual_seed(seed)
     return {name: 0.1 * torch.randn(shape, generator=generator) for name, shape in SILERO_VAD_LAYOUT.items()}
+
+
+#: resemblyzer's pretrained.pt: {"step", "model_state", "optimizer_state"}, the state's names and shapes
+RESEMBLYZER_LAYOUT = {
+    "similarity_weight": (1,), "similarity_bias": (1,),
+    **{f"lstm.{kind}_l{layer}": (1024, 40 if kind == "weight_ih" and layer == 0 else 256) if kind.startswith("weight")
+       else (1024,) for layer in range(3) for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")},
+    "linear.weight": (256, 256), "linear.bias": (256,),
+}
+
+
+def random_resemblyzer_checkpoint(seed: int = 0) -> dict:
+    """A checkpoint of resemblyzer's layout with small random weights."""
+    generator = torch.Generator().manual_seed(seed)
+    state = {name: 0.1 * torch.randn(shape, generator=generator) for name, shape in RESEMBLYZER_LAYOUT.items()}
+    return {"step": 1, "model_state": state, "optimizer_state": {"state": {}, "param_groups": []}}
