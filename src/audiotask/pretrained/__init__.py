@@ -19,3 +19,28 @@ SOURCES: dict[str, tuple[str, str]] = {
                     "resemblyzer's GE2E speaker encoder, from the pretrained.pt the package ships "
                     "(256-dimensional embeddings for --task embedding)"),
 }
+
+
+def package_file(package: str, relative: str, *, install: str):
+    """``relative`` below the installed ``package``'s folder, located without importing the
+    package (``importlib.util.find_spec`` runs none of its code); ``FileNotFoundError`` saying
+    ``install`` (how to install it) when it is missing."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"{package} is not installed: {install} (or give --weights FILE)")
+    path = Path(next(iter(spec.submodule_search_locations))) / relative
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: the installed {package} package has no {relative}")
+    return path
+
+
+def check_layout(state, expected, *, source: str, network: str) -> None:
+    """``ValueError`` naming ``source`` and the keys unless ``state`` has exactly the names and
+    shapes of ``expected`` (two state dicts)."""
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    wrong = sorted(name for name in set(expected) & set(state) if tuple(state[name].shape) != tuple(expected[name].shape))
+    if missing or unexpected or wrong:
+        raise ValueError(f"{source}: not {network} (missing {missing}, unexpected {unexpected}, wrong shapes {wrong})")

@@ -7,12 +7,13 @@ importing it would run its code): its ``resemblyzer/pretrained.pt`` is read with
 
 from __future__ import annotations
 
-import importlib.util
 import pickle
 from pathlib import Path
 from typing import Mapping, Optional, Union
 
 import torch
+
+from audiotask.pretrained import check_layout, package_file
 
 #: the checkpoint below the package's folder, and the state dict inside it
 PACKAGE_WEIGHTS = Path("pretrained.pt")
@@ -25,16 +26,8 @@ DIMENSION = 256
 
 
 def package_weights() -> Path:
-    """The checkpoint of the installed resemblyzer package (``FileNotFoundError`` saying how to
-    install it when it is not)."""
-    spec = importlib.util.find_spec("resemblyzer")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("resemblyzer is not installed: pip install --no-deps resemblyzer "
-                                "(or give --weights FILE)")
-    path = Path(next(iter(spec.submodule_search_locations))) / PACKAGE_WEIGHTS
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: the installed resemblyzer package has no pretrained.pt")
-    return path
+    """The checkpoint of the installed resemblyzer package."""
+    return package_file("resemblyzer", str(PACKAGE_WEIGHTS), install="pip install --no-deps resemblyzer")
 
 
 def read_state(path: Path) -> dict[str, torch.Tensor]:
@@ -69,11 +62,6 @@ def import_resemblyzer(output: Union[str, Path], weights: Optional[Union[str, Pa
     state = read_state(path)
     model = Resemblyzer()
     model.attach_specifications(specifications())
-    expected = model.state_dict()
-    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-    wrong = sorted(name for name in set(expected) & set(state) if state[name].shape != expected[name].shape)
-    if missing or unexpected or wrong:
-        raise ValueError(f"{path}: not resemblyzer's encoder (missing {missing}, unexpected {unexpected}, "
-                         f"wrong shapes {wrong})")
+    check_layout(state, model.state_dict(), source=str(path), network="resemblyzer's encoder")
     model.load_state_dict(state)
     return model.save_pretrained(output)

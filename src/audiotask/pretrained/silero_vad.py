@@ -14,11 +14,12 @@ and its weights are read as data. Two layouts are read:
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Mapping, Optional, Union
 
 import torch
+
+from audiotask.pretrained import check_layout, package_file
 
 #: the package's export of the network that ``load_silero_vad()`` runs, below its folder
 PACKAGE_WEIGHTS = Path("data") / "silero_vad_16k_op15.onnx"
@@ -40,15 +41,8 @@ WINDOW_SECONDS = 60.0
 
 
 def package_weights() -> Path:
-    """The ONNX export of the installed silero-vad package (``FileNotFoundError`` saying how
-    to install it when it is not)."""
-    spec = importlib.util.find_spec("silero_vad")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("silero-vad is not installed: pip install silero-vad (or give --weights FILE)")
-    path = Path(next(iter(spec.submodule_search_locations))) / PACKAGE_WEIGHTS
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: the installed silero-vad package has no 16 kHz ONNX network")
-    return path
+    """The ONNX export of the installed silero-vad package."""
+    return package_file("silero_vad", str(PACKAGE_WEIGHTS), install="pip install silero-vad")
 
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
@@ -80,13 +74,7 @@ def converted_state(state: Mapping[str, torch.Tensor], *, source: str) -> dict[s
 
     renamed = {**ONNX_KEYS, **SAFETENSORS_KEYS}
     converted = {renamed.get(name, name): tensor for name, tensor in state.items()}
-    expected = reference_model(SileroVAD).state_dict()
-    missing = sorted(set(expected) - set(converted))
-    unexpected = sorted(set(converted) - set(expected))
-    wrong = sorted(name for name in set(expected) & set(converted) if converted[name].shape != expected[name].shape)
-    if missing or unexpected or wrong:
-        raise ValueError(f"{source}: not Silero VAD's 16 kHz network (missing {missing}, unexpected {unexpected}, "
-                         f"wrong shapes {wrong})")
+    check_layout(converted, reference_model(SileroVAD).state_dict(), source=source, network="Silero VAD's 16 kHz network")
     return converted
 
 
