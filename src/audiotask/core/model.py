@@ -212,19 +212,23 @@ class Model(pl.LightningModule):
             self.training_heads = torch.nn.ModuleDict()
         self.training_heads[name] = module
 
+    def head_module_names(self) -> tuple[str, ...]:
+        """Names of the top-level modules that are the head: those ``build()`` made, and the
+        training heads; every other module and parameter is the encoder."""
+        return (*self.head_modules, TRAINING_HEADS.rstrip("."))
+
     def head_and_encoder_parameters(self) -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:
-        """``(head, encoder)`` parameters: those of the modules ``build()`` made (and the
-        training heads), and all the others."""
-        head_prefixes = tuple(f"{name}." for name in (*self.head_modules, TRAINING_HEADS.rstrip(".")))
+        """``(head, encoder)`` parameters (see :meth:`head_module_names`)."""
+        head_prefixes = tuple(f"{name}." for name in self.head_module_names())
         head, encoder = [], []
         for name, parameter in self.named_parameters():
             (head if name.startswith(head_prefixes) else encoder).append(parameter)
         return head, encoder
 
     def encoder_modules(self) -> list[torch.nn.Module]:
-        """The top-level modules that are not the head's (nor the training heads')."""
-        return [module for name, module in self.named_children()
-                if name not in self.head_modules and name != TRAINING_HEADS.rstrip(".")]
+        """The top-level modules that are not the head's (see :meth:`head_module_names`)."""
+        head = self.head_module_names()
+        return [module for name, module in self.named_children() if name not in head]
 
     def train(self, mode: bool = True):
         """``torch.nn.Module.train``; a frozen encoder (``encoder_lr_scale == 0``) stays in
