@@ -63,7 +63,7 @@ def test_another_problem_rebuilds_the_head_and_says_so(pretrained, capsys):
 def test_fine_tuning_options_are_refused_where_they_cannot_apply(pretrained, capsys):
     root, database, model = pretrained
     assert fine_tune(root, database, model, root / "x", "--task", "vad", "--model-option", "hidden_size=8") == 2
-    assert "--model and --model-option do not apply" in capsys.readouterr().err
+    assert "--model, --model-option and --features-from do not apply" in capsys.readouterr().err
     assert fine_tune(root, database, root / "data", root / "x", "--task", "vad") == 2
     assert "is not a model folder" in capsys.readouterr().err
     assert main(["train", "--protocol", TINY, "--database", str(database), "--task", "vad", "--freeze-encoder",

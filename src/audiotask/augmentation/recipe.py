@@ -100,11 +100,13 @@ class DetectionAugmentation:
 
     def spectrogram(
         self, spectrogram: Tensor, frame_targets: Tensor, clip_targets: Tensor, *, strong: Tensor, weak: Tensor,
-        pooling: int, generator: torch.Generator,
+        pooling: int, generator: torch.Generator, bands: Optional[int] = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Augment log-mel ``(batch, frames, n_mels)`` and its targets ``(batch, output_frames,
         classes)`` / ``(batch, classes)``; ``strong`` / ``weak`` ``(batch,)`` bool say which rows
-        have which labels (mixup keeps them apart)."""
+        have which labels (mixup keeps them apart). ``bands``: the log-mel bands are the first
+        ``bands`` of the last axis, other features of each frame following them (a pretrained
+        encoder's embeddings): the frequency augmentations touch the bands only."""
         frame_targets, clip_targets = frame_targets.float(), clip_targets.float()
         if self.time_shift > 0:
             spectrogram, frame_targets = time_shift(
@@ -118,11 +120,14 @@ class DetectionAugmentation:
                 spectrogram, (frame_targets, clip_targets) = mix_rows(
                     spectrogram, [frame_targets, clip_targets], rows, partners, lam
                 )
+        bands = spectrogram.shape[-1] if bands is None else int(bands)
+        log_mel, others = spectrogram[..., :bands], spectrogram[..., bands:]
         if self.filter_augment:
-            spectrogram = filter_augment(spectrogram, generator=generator)
+            log_mel = filter_augment(log_mel, generator=generator)
         if self.frequency_masks:
-            width = min(8, spectrogram.shape[-1])
-            spectrogram = frequency_mask(spectrogram, max_width=width, num_masks=self.frequency_masks, generator=generator)
+            width = min(8, log_mel.shape[-1])
+            log_mel = frequency_mask(log_mel, max_width=width, num_masks=self.frequency_masks, generator=generator)
+        spectrogram = torch.cat([log_mel, others], dim=-1) if others.shape[-1] else log_mel
         if self.time_masks:
             width = int(self.time_mask_width * spectrogram.shape[1])
             spectrogram = time_mask(spectrogram, max_width=width, num_masks=self.time_masks, generator=generator)

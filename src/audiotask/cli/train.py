@@ -74,6 +74,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             help="start from the weights of a saved or imported model (a model folder): its "
                             "architecture and arguments, the head rebuilt where the task's classes or problem "
                             "differ (a warning names the re-initialised weights); --model and --model-option do not apply")
+    pretrained.add_argument("--features-from", type=Path, metavar="ENCODER_DIR",
+                            help="feed --model (a CRNN) the frame embeddings of a pretrained encoder (a model folder "
+                            "of BEATs, PANNs or SileroVAD, e.g. from audiotask import) beside its log-mel, the encoder "
+                            "frozen and saved inside the model (the DCASE 2023 baseline's BEATs + CRNN)")
     pretrained.add_argument("--freeze-encoder", action="store_true",
                             help="--from only: train the head alone (the encoder's weights and normalisation "
                             "statistics stay the pretrained ones)")
@@ -193,9 +197,27 @@ def make_model(args: argparse.Namespace, task):
     except (ValueError, TypeError) as error:
         raise CommandError(str(error)) from None
     try:
+        if getattr(args, "features_from", None) is not None:
+            return with_pretrained_features(architecture, args.features_from, task=task, **options)
         return architecture(task=task, **options)
     except TypeError as error:  # an unknown keyword: say which model refused it
         raise CommandError(f"--model-option for {args.model}: {error}") from None
+
+
+def with_pretrained_features(architecture, folder: Path, **arguments):
+    """``architecture`` fed the frame embeddings of the encoder saved in ``folder``."""
+    from audiotask.core.manifest import MANIFEST
+    from audiotask.core.model import Model
+
+    if not hasattr(architecture, "with_pretrained_features"):
+        raise CommandError(f"--features-from: {architecture.__name__} takes no pretrained features (CRNN does)")
+    if not (folder / MANIFEST).is_file():
+        raise CommandError(f"--features-from: {folder} is not a model folder (no {MANIFEST})")
+    encoder = Model.from_pretrained(folder)
+    try:
+        return architecture.with_pretrained_features(encoder, **arguments)
+    except ValueError as error:
+        raise CommandError(f"--features-from {folder}: {error}") from None
 
 
 def pretrained_model(args: argparse.Namespace, task):
@@ -206,8 +228,9 @@ def pretrained_model(args: argparse.Namespace, task):
     from audiotask.inference.onnx import is_onnx_export
 
     folder = args.from_model
-    if args.model_option or args.model != MODEL_DEFAULT:
-        raise CommandError("--from trains the model's own architecture: --model and --model-option do not apply")
+    if args.model_option or args.model != MODEL_DEFAULT or getattr(args, "features_from", None) is not None:
+        raise CommandError("--from trains the model's own architecture: --model, --model-option and --features-from "
+                           "do not apply")
     if not (folder / MANIFEST).is_file():
         raise CommandError(f"--from: {folder} is not a model folder (no {MANIFEST})")
     if is_onnx_export(folder):

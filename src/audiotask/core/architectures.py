@@ -29,6 +29,8 @@ ENTRY_POINT_GROUP = "audiotask.models"
 BUILTIN: dict[str, str] = {
     "CRNN": "audiotask.models.crnn:CRNN", "Debug": "audiotask.models.debug:Debug",
     "SileroVAD": "audiotask.models.silero_vad:SileroVAD", "Resemblyzer": "audiotask.models.resemblyzer:Resemblyzer",
+    "WeSpeakerResNet": "audiotask.models.wespeaker_resnet:WeSpeakerResNet", "PANNs": "audiotask.models.panns:PANNs",
+    "BEATs": "audiotask.models.beats:BEATs",
 }
 
 #: how manifests written before the registry named the built-in architectures

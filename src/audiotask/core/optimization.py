@@ -39,18 +39,23 @@ def schedule_factor(step: int, *, schedule: str, total_steps: Optional[int], war
 
 def parameter_groups(model) -> list[dict]:
     """Adam's parameter groups: the head at ``model.learning_rate``, the encoder at
-    ``model.encoder_lr_scale`` times it (left out, and not trained, at 0)."""
+    ``model.encoder_lr_scale`` times it (left out, and not trained, at 0). Parameters that
+    are frozen already (a pretrained feature encoder's) are left out."""
     scale = float(getattr(model, "encoder_lr_scale", 1.0))  # a module that is no Model trains whole
     if scale < 0:
         raise ValueError(f"encoder_lr_scale must be >= 0, got {scale}")
     if scale == 1.0:
-        return [{"params": list(model.parameters())}]
+        return [{"params": trainable(model.parameters())}]
     head, encoder = model.head_and_encoder_parameters()
     if scale == 0.0:
         for parameter in encoder:
             parameter.requires_grad_(False)
-        return [{"params": head}]
-    return [{"params": head}, {"params": encoder, "lr": model.learning_rate * scale}]
+        return [{"params": trainable(head)}]
+    return [{"params": trainable(head)}, {"params": trainable(encoder), "lr": model.learning_rate * scale}]
+
+
+def trainable(parameters) -> list:
+    return [parameter for parameter in parameters if parameter.requires_grad]
 
 
 def configure_optimizers(model) -> dict:

@@ -158,6 +158,7 @@ class ClipTask(AnnotatedTask):
         spectrogram, _, targets = self.recipe.spectrogram(
             model.spectrogram(waveforms), no_frames, targets, strong=~rows, weak=rows,
             pooling=model.spectrogram_frames_per_output, generator=generator,
+            bands=getattr(model, "spectrogram_bands", None),
         )
         loss = self.soft_loss(model.forward_spectrogram(spectrogram), targets)
         return self.checked_loss(loss, waveforms, batch_idx)

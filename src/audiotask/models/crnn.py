@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from audiotask.core.model import Model
 from audiotask.core.specifications import Problem, Resolution
 from audiotask.models.features import LogMel
+from audiotask.models.pretrained_features import PretrainedFeatures, describe_encoder
 
 
 class FrequencyDynamicConv2d(nn.Module):
@@ -179,6 +181,15 @@ class CRNN(Model):
         The blocks' convolutions: one kernel everywhere ("static"), or, in every block but
         the first (as FDY-CRNN), kernels mixed per frequency bin
         (:class:`FrequencyDynamicConv2d`; the CRNN then scores windows whole).
+    pretrained_features : mapping, optional
+        A frozen pretrained encoder whose frame embeddings join the convolutions' features
+        (the DCASE 2023 baseline's BEATs + CRNN): ``{"architecture", "arguments"}`` of a
+        registered model that gives frame embeddings (see
+        :mod:`audiotask.models.pretrained_features`; :meth:`with_pretrained_features` makes
+        it from a loaded encoder). Pooled to the output frames, concatenated with the
+        convolutions' features and projected back to their size before the GRU. The
+        encoder's weights are the model's (saved with it) and never trained; windows are
+        scored whole.
     task : Task, optional
     """
 
@@ -195,6 +206,7 @@ class CRNN(Model):
         dropout: float = 0.1,
         normalization: str = "batch",
         convolution: str = "static",
+        pretrained_features: Optional[Mapping[str, Any]] = None,
         task=None,
     ):
         super().__init__(sample_rate=sample_rate, num_channels=num_channels, task=task)
@@ -216,14 +228,32 @@ class CRNN(Model):
             blocks.append(conv_block(in_channels, out_channels, (pool, frequency_pool), dropout, dynamic))
             in_channels, mel_bins = out_channels, mel_bins // frequency_pool
         self.convolutions = nn.Sequential(*blocks)
-        self.gru = nn.GRU(in_channels * mel_bins, hidden_size, batch_first=True, bidirectional=True)
+        convolution_features = in_channels * mel_bins
+        #: log-mel bands at the start of :meth:`spectrogram`'s last axis (the rest: pretrained features)
+        self.spectrogram_bands = n_mels
+        self.pretrained_features = None
+        if pretrained_features is not None:
+            self.pretrained_features = PretrainedFeatures(pretrained_features, sample_rate)
+            self.features_projection = nn.Linear(convolution_features + self.pretrained_features.dimension,
+                                                 convolution_features)
+        self.gru = nn.GRU(convolution_features, hidden_size, batch_first=True, bidirectional=True)
         self.embedding_size = 2 * hidden_size
-        # a per-example mean, or kernel weights from a time average, read every frame: then
-        # no frame's features are local
-        local = normalization == "batch" and convolution == "static"
+        # a per-example mean, kernel weights from a time average, or an encoder of its own
+        # read every frame: then no frame's features are local
+        local = normalization == "batch" and convolution == "static" and pretrained_features is None
         self.encoder_context = encoder_context(n_fft, hop_length, time_pooling) if local else None
 
     training_only_prefixes = ("clip_head.",)
+
+    @classmethod
+    def with_pretrained_features(cls, encoder: Model, **arguments) -> "CRNN":
+        """A CRNN (``arguments``: its other parameters) fed the frame embeddings of ``encoder``,
+        a loaded model (e.g. ``Model.from_pretrained("models/beats")``), whose weights it takes;
+        at the encoder's sample rate unless ``arguments`` give one."""
+        arguments.setdefault("sample_rate", encoder.sample_rate)
+        model = cls(pretrained_features=describe_encoder(encoder), **arguments)
+        model.pretrained_features.load_encoder(encoder)
+        return model
 
     def build(self) -> None:
         num_outputs = self.specifications.num_outputs
@@ -246,15 +276,29 @@ class CRNN(Model):
 
     def spectrogram(self, waveforms: torch.Tensor) -> torch.Tensor:
         """(batch, channels, samples) -> log-mel (batch, frames, n_mels), before normalisation:
-        where training augments in the time-frequency domain."""
+        where training augments in the time-frequency domain. With pretrained features, the
+        encoder's embeddings at each log-mel frame follow the bands on the last axis
+        (``spectrogram_bands`` says where they start): time shifts, mixup and time masks move
+        both together, the frequency augmentations touch the bands only."""
         self.check_input(waveforms)
-        return self.features(waveforms)
+        log_mel = self.features(waveforms)
+        if self.pretrained_features is None:
+            return log_mel
+        return torch.cat([log_mel, self.pretrained_features(waveforms, log_mel.shape[1])], dim=2)
 
     def encode_spectrogram(self, spectrogram: torch.Tensor) -> torch.Tensor:
-        """Log-mel (batch, frames, n_mels) -> convolution features (batch, output frames, features)."""
-        features = self.normalize(spectrogram.transpose(1, 2)).transpose(1, 2)
+        """:meth:`spectrogram`'s (batch, frames, n_mels [+ embeddings]) -> convolution
+        features (batch, output frames, features)."""
+        log_mel = spectrogram[..., : self.spectrogram_bands]
+        features = self.normalize(log_mel.transpose(1, 2)).transpose(1, 2)
         hidden = self.convolutions(features.unsqueeze(1))  # (batch, channels, frames, mel)
-        return hidden.permute(0, 2, 1, 3).flatten(start_dim=2)
+        hidden = hidden.permute(0, 2, 1, 3).flatten(start_dim=2)
+        if self.pretrained_features is None:
+            return hidden
+        # the embeddings averaged over each output frame's log-mel frames, as the pooling does
+        pooling = self.spectrogram_frames_per_output
+        embeddings = F.avg_pool1d(spectrogram[..., self.spectrogram_bands:].transpose(1, 2), pooling, pooling)
+        return self.features_projection(torch.cat([hidden, embeddings.transpose(1, 2)[:, : hidden.shape[1]]], dim=2))
 
     def encode(self, waveforms: torch.Tensor) -> torch.Tensor:
         """(batch, channels, samples) -> convolution features (batch, output frames, features):

@@ -87,6 +87,16 @@ class SileroVAD(Model):
         # four STFT frames, halved twice: one feature vector per chunk
         return x.reshape(batch, num_frames, HIDDEN_SIZE)
 
+    #: frame embeddings for another model's pretrained features (see models/pretrained_features.py)
+    embedding_dimension = HIDDEN_SIZE
+    embedding_hop = CHUNK_SAMPLES
+
+    def frame_embeddings(self, waveforms: torch.Tensor) -> torch.Tensor:
+        """(batch, 1, samples) -> (batch, frames, 128): what the speech probability is read
+        from (the LSTM's output after its ReLU), every 32 ms."""
+        hidden, _ = self.lstm(self.encode(waveforms))
+        return torch.relu(hidden)
+
     def decode(self, features: torch.Tensor) -> torch.Tensor:
         """(batch, frames, 128) -> logits (batch, frames, outputs), or (batch, outputs) at CHUNK."""
         hidden, _ = self.lstm(features)

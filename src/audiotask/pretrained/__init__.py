@@ -18,7 +18,19 @@ SOURCES: dict[str, tuple[str, str]] = {
     "resemblyzer": ("audiotask.pretrained.resemblyzer:import_resemblyzer",
                     "resemblyzer's GE2E speaker encoder, from the pretrained.pt the package ships "
                     "(256-dimensional embeddings for --task embedding)"),
+    "wespeaker": ("audiotask.pretrained.wespeaker:import_wespeaker",
+                  "a WeSpeaker ResNet speaker-embedding checkpoint (--weights FILE, e.g. its avg_model.pt; "
+                  "embeddings for --task embedding)"),
+    "panns": ("audiotask.pretrained.panns:import_panns",
+              "a PANNs CNN14 or CNN10 AudioSet tagging checkpoint (--weights FILE, e.g. Cnn14_mAP=0.431.pth; "
+              "527 classes for --task tagging)"),
+    "beats": ("audiotask.pretrained.beats:import_beats",
+              "a BEATs encoder checkpoint (--weights FILE, e.g. BEATs_iter3.pt; frame embeddings, and AudioSet "
+              "tags when the checkpoint is a fine-tuned one)"),
 }
+
+#: sources that are a published checkpoint layout rather than a package: --weights is required
+FORMATS = ("wespeaker", "panns", "beats")
 
 
 def package_file(package: str, relative: str, *, install: str):
@@ -38,9 +50,18 @@ def package_file(package: str, relative: str, *, install: str):
 
 
 def check_layout(state, expected, *, source: str, network: str) -> None:
-    """``ValueError`` naming ``source`` and the keys unless ``state`` has exactly the names and
-    shapes of ``expected`` (two state dicts)."""
+    """``ValueError`` unless ``state`` has exactly the names and shapes of ``expected`` (two
+    state dicts): one line naming ``source`` and the first mismatching key, then how many
+    keys are missing, unexpected or of another shape."""
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     wrong = sorted(name for name in set(expected) & set(state) if tuple(state[name].shape) != tuple(expected[name].shape))
-    if missing or unexpected or wrong:
-        raise ValueError(f"{source}: not {network} (missing {missing}, unexpected {unexpected}, wrong shapes {wrong})")
+    if not (missing or unexpected or wrong):
+        return
+    if wrong:
+        first = f"{wrong[0]!r} has shape {tuple(state[wrong[0]].shape)}, {network} has {tuple(expected[wrong[0]].shape)}"
+    elif missing:
+        first = f"no {missing[0]!r}"
+    else:
+        first = f"unexpected {unexpected[0]!r}"
+    counts = f"{len(missing)} missing, {len(unexpected)} unexpected, {len(wrong)} of another shape"
+    raise ValueError(f"{source}: not {network}: {first} ({counts})")

@@ -182,6 +182,7 @@ class DetectionRecipe(SoundEventDetection):
             inputs, y, y_clip = self.recipe.spectrogram(
                 model.spectrogram(waveforms), y, y_clip, strong=strong, weak=weak,
                 pooling=model.spectrogram_frames_per_output, generator=generator,
+                bands=getattr(model, "spectrogram_bands", None),
             )
         frame_logits, clip_logits = outputs(model, inputs)
         # as in DCASE's baseline, strong rows train the frame output and weak rows the clip
