@@ -9,7 +9,7 @@ of waveforms at once, with Kaldi's defaults unless told otherwise:
 - frames of 25 ms every 10 ms, only those that fit whole (``snip_edges``: no padding);
 - each frame less its mean (``remove_dc_offset``), pre-emphasised by 0.97 (its first
   sample by itself), multiplied by the Povey window (a symmetric Hann window to the power
-  0.85), zero-padded to the next power of two;
+  0.85) or a Hamming window, zero-padded to the next power of two;
 - the power spectrum through triangular filters that are triangles on Kaldi's mel scale
   (``1127 ln(1 + f / 700)``, from ``low_freq`` 20 Hz to Nyquist), the Nyquist bin left out;
 - the natural logarithm of the energies, floored at float32's epsilon.
@@ -59,6 +59,15 @@ def povey_window(length: int) -> torch.Tensor:
     return torch.hann_window(length, periodic=False, dtype=torch.float64).pow(0.85).float()
 
 
+def hamming_window(length: int) -> torch.Tensor:
+    """Kaldi's ``--window-type=hamming``: symmetric, ``0.54 - 0.46 cos(2 pi n / (N - 1))``."""
+    return torch.hamming_window(length, periodic=False, alpha=0.54, beta=0.46, dtype=torch.float64).float()
+
+
+#: Kaldi's window types that the published models use
+WINDOWS = {"povey": povey_window, "hamming": hamming_window}
+
+
 def frame_count(num_samples: int, frame_length: int, frame_shift: int) -> int:
     """Frames Kaldi makes of ``num_samples`` with ``snip_edges``: those that fit whole."""
     return 0 if num_samples < frame_length else 1 + (num_samples - frame_length) // frame_shift
@@ -75,11 +84,13 @@ class KaldiFbank(nn.Module):
     low_freq, high_freq : float
         Band of the filters in Hz (``high_freq <= 0``: that far below Nyquist).
     preemphasis : float
+    window : "povey" or "hamming"
+        Kaldi's ``--window-type`` (BEATs: povey, the default; WeSpeaker trains with hamming).
     """
 
     def __init__(self, num_mel_bins: int = 80, sample_rate: int = 16000, frame_length_ms: float = 25.0,
                  frame_shift_ms: float = 10.0, low_freq: float = 20.0, high_freq: float = 0.0,
-                 preemphasis: float = 0.97):
+                 preemphasis: float = 0.97, window: str = "povey"):
         super().__init__()
         self.frame_length = int(sample_rate * frame_length_ms * 0.001)
         self.frame_shift = int(sample_rate * frame_shift_ms * 0.001)
@@ -87,7 +98,9 @@ class KaldiFbank(nn.Module):
         self.preemphasis = float(preemphasis)
         banks = kaldi_mel_banks(num_mel_bins, self.padded_window, sample_rate, low_freq, high_freq)
         self.register_buffer("banks", torch.from_numpy(banks.T.astype(np.float32)), persistent=False)
-        self.register_buffer("window", povey_window(self.frame_length), persistent=False)
+        if window not in WINDOWS:
+            raise ValueError(f"KaldiFbank: window must be one of {sorted(WINDOWS)}, got {window!r}.")
+        self.register_buffer("window", WINDOWS[window](self.frame_length), persistent=False)
 
     def num_frames(self, num_samples: int) -> int:
         return frame_count(num_samples, self.frame_length, self.frame_shift)
