@@ -5,7 +5,8 @@ kill mid-write, goes through :func:`replaced_atomically`: it is written under a 
 name of this writer (``NAME.HOST.PID.partial``), then renamed over its path (``os.replace``
 is atomic on one file system), so a reader sees the previous file or the new one, never
 half of one. A crash leaves the temporary file behind, named by its writer, for
-``engine.locks.remove_leftovers`` to recognise.
+``engine.locks.remove_leftovers`` to recognise. A write that fails (a full disk, a folder
+without write permission, a read-only file system) is an ``OSError`` naming the file.
 
 Every text table a user gives (DCASE TSV, clip tables, durations, score tables, RTTM, UEM)
 is read through :func:`table_rows` or :func:`naming_bad_text`: a file that is not UTF-8 is
@@ -52,9 +53,23 @@ def replaced_atomically(path: Union[str, Path], *, sync: bool = False) -> Iterat
             with open(partial, "rb") as handle:
                 os.fsync(handle.fileno())
         os.replace(partial, path)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        if error.filename not in (None, str(partial), partial):  # another file's error: it names that file
+            raise
+        raise naming_the_file(path, error) from error
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
+
+
+def naming_the_file(path: Union[str, Path], error: OSError) -> OSError:
+    """``error`` (a write that failed: a full disk, a folder without write permission, a
+    read-only file system) as the same ``OSError`` naming ``path``: a ``write()`` on a full
+    disk names no file, and a temporary file's name is not the one the user knows."""
+    if error.errno is None:
+        return OSError(f"{path}: {error}")
+    return OSError(error.errno, error.strerror or os.strerror(error.errno), str(path))
 
 
 def write_text_atomically(path: Union[str, Path], text: str) -> Path:

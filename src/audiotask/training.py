@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Optional
 
 import lightning.pytorch as pl
-import torch
 from lightning.pytorch.callbacks import Callback, Checkpoint, ModelCheckpoint, Timer
 from lightning.pytorch.loggers import CSVLogger
 
 from audiotask.core.model import Model
-from audiotask.io import replaced_atomically
+from audiotask.engine.resume import ResumeMismatch
+from audiotask.io import naming_the_file, replaced_atomically
 
 #: name of the checkpoint written when training stops on an exception (Ctrl-C included)
 INTERRUPTED = "interrupted"
@@ -87,11 +87,20 @@ def save_checkpoint_atomically(trainer: pl.Trainer, path: str | Path) -> None:
     """
     path = Path(path)
     partial = path.with_name(f".{path.name}.partial")
-    trainer.save_checkpoint(partial, weights_only=False)  # collective: every rank calls it, rank zero writes
-    if trainer.is_global_zero:
-        with open(partial, "rb") as handle:
-            os.fsync(handle.fileno())  # the rename must not reach the disk before the data
-        os.replace(partial, path)
+    try:
+        trainer.save_checkpoint(partial, weights_only=False)  # collective: every rank calls it, rank zero writes
+        if trainer.is_global_zero:
+            with open(partial, "rb") as handle:
+                os.fsync(handle.fileno())  # the rename must not reach the disk before the data
+            os.replace(partial, path)
+    except (OSError, RuntimeError) as error:  # a full disk, a read-only folder: name the checkpoint
+        if trainer.is_global_zero:
+            partial.unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.filename in (None, str(partial)):
+            raise naming_the_file(path, error) from error
+        if isinstance(error, RuntimeError) and "PytorchStreamWriter" in str(error):  # torch.save's writer
+            raise OSError(f"{path}: cannot write it ({str(error).splitlines()[0]})") from error
+        raise
 
 
 class LatestCheckpoint(Checkpoint):
@@ -295,21 +304,35 @@ def set_learning_rate(model: Model, learning_rate: float, *, schedule: Optional[
         model.warmup_steps = int(warmup_steps)
 
 
-#: Lightning's lines that are not the user's business: an advertisement, and which
-#: accelerators exist (the model's device is what matters, and training says so if asked)
-LIGHTNING_NOISE = ("💡", "GPU available", "TPU available", "HPU available")
+#: Lightning's lines that are not the user's business: an advertisement, which accelerators
+#: exist (the model's device is what matters, and training says so if asked), and how it takes
+#: Ctrl-C and SIGTERM (the command line says in one line what it kept and how to resume)
+LIGHTNING_NOISE = ("💡", "GPU available", "TPU available", "HPU available", "\nDetected KeyboardInterrupt",
+                   "Received SIGTERM", "Bypassing SIGTERM")
+#: the loggers those lines come from
+LIGHTNING_NOISY_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.trainer.connectors.signal_connector")
 
 
 def quiet_lightning() -> None:
-    """Keep Lightning's advertisement and accelerator inventory out of training's output
-    (once per process; other messages, warnings and errors pass)."""
+    """Keep Lightning's advertisement, accelerator inventory and signal notices out of
+    training's output (once per process; other messages, warnings and errors pass)."""
     import logging
 
-    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
-    if not any(getattr(f, "audiotask_noise", False) for f in logger.filters):
-        noise = lambda record: not str(record.msg).startswith(LIGHTNING_NOISE)  # noqa: E731
-        noise.audiotask_noise = True
-        logger.addFilter(noise)
+    for name in LIGHTNING_NOISY_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(getattr(f, "audiotask_noise", False) for f in logger.filters):
+            logger.addFilter(_not_noise)
+
+
+def _not_noise(record) -> bool:
+    """Whether a log record of Lightning is not :data:`LIGHTNING_NOISE` (a rank prefix aside)."""
+    message = str(record.msg)
+    if message.startswith("[rank: "):
+        message = message.partition("] ")[2]
+    return not message.startswith(LIGHTNING_NOISE)
+
+
+_not_noise.audiotask_noise = True
 
 
 def make_trainer(
@@ -386,9 +409,14 @@ def make_trainer(
 
 def checkpoint_step(path: str | Path) -> int:
     """The optimiser step at which the Lightning checkpoint ``path`` was saved."""
+    from audiotask.core.model import load_checkpoint
+
     # audiotask checkpoints hold plain values only (see Model.on_save_checkpoint); mmap
-    # leaves the weights on disk
-    return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["global_step"])
+    # leaves the weights on disk; a file torch cannot read is a ValueError naming it
+    checkpoint = load_checkpoint(path, mmap=True)
+    if not isinstance(checkpoint, dict) or "global_step" not in checkpoint:
+        raise ValueError(f"{path} is not a Lightning checkpoint of a training run (no 'global_step')")
+    return int(checkpoint["global_step"])
 
 
 def metrics_before(path: Path, step: int) -> Optional[tuple[list[str], list[dict]]]:
@@ -457,6 +485,8 @@ def fit(model: Model, output: str | Path, *, ckpt_path: Optional[str | Path] = N
     validation = bool(model.task.has_validation)
     kept_metrics = None if ckpt_path is None else metrics_before(output / "metrics.csv", checkpoint_step(ckpt_path))
     monitor = model.task.monitor
+    # as it was, to put back if the model refuses the checkpoint (another run's, see except below)
+    log_before = (output / "metrics.csv").read_bytes() if kept_metrics is not None else None
     trainer, checkpoint = make_trainer(output, validation=validation, monitor=monitor, **trainer_options)
     with warnings.catch_warnings():
         # metrics.csv sits next to the other outputs: the folder is not empty by design, and
@@ -469,7 +499,14 @@ def fit(model: Model, output: str | Path, *, ckpt_path: Optional[str | Path] = N
         # Lightning (2.6) trains modules in the mode it finds them: a model scored in eval mode
         # before (an untrained baseline) would train with frozen batch statistics, no dropout
         model.train()
-        trainer.fit(model, ckpt_path=None if ckpt_path is None else str(ckpt_path))
+        try:
+            trainer.fit(model, ckpt_path=None if ckpt_path is None else str(ckpt_path))
+        except ResumeMismatch as error:  # raised before any weight was loaded: name the file
+            error.checkpoint = ckpt_path
+            if log_before is not None and trainer.is_global_zero:  # the refused run leaves the log as it was
+                with replaced_atomically(output / "metrics.csv") as partial:
+                    partial.write_bytes(log_before)
+            raise
     latest = next(callback for callback in trainer.callbacks if isinstance(callback, LatestCheckpoint))
     if validation and checkpoint.best_model_path:
         # the best epoch's weights, read back from its checkpoint (no pickle, see Model)

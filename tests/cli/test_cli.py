@@ -384,7 +384,7 @@ def test_registry_resolves_names_and_aliases_to_one_entry():
         "sound-event-detection", "sed", "voice-activity-detection", "vad",
         "overlapped-speech-detection", "osd", "multi-label-segmentation", "mls",
         "audio-classification", "classification", "audio-tagging", "tagging",
-        "snr-estimation", "snr", "speaker-embedding", "embedding",
+        "snr-estimation", "snr", "speaker-embedding", "embedding", "speaker-diarization", "diarization",
     ]
     for name, alias, target in [
         ("sound-event-detection", "sed", "audiotask.tasks.sed:SoundEventDetection"),
@@ -395,6 +395,7 @@ def test_registry_resolves_names_and_aliases_to_one_entry():
         ("audio-tagging", "tagging", "audiotask.tasks.audio_tagging:AudioTagging"),
         ("snr-estimation", "snr", "audiotask.tasks.snr_estimation:SNREstimation"),
         ("speaker-embedding", "embedding", "audiotask.tasks.speaker_embedding:SpeakerEmbedding"),
+        ("speaker-diarization", "diarization", "audiotask.tasks.speaker_diarization:SpeakerDiarization"),
     ]:
         assert registry.resolve(alias) is registry.resolve(name)
         assert registry.resolve(name).target == target and registry.resolve(name).short_name == alias
@@ -404,7 +405,7 @@ def test_registry_resolves_names_and_aliases_to_one_entry():
     assert [e.short_name for e in registry.accepting("fold")] == ["classification", "tagging"]
     assert [e.short_name for e in registry.accepting("noise")] == ["snr"]
     assert [e.short_name for e in registry.accepting("margin")] == ["embedding"]
-    assert len(registry.accepting("duration")) == len(registry.accepting("batch_size")) == 8
+    assert len(registry.accepting("duration")) == len(registry.accepting("batch_size")) == 9
 
 
 def test_every_registered_task_writes_its_registry_name_into_its_specifications():
@@ -428,8 +429,8 @@ def test_registry_loads_classes_on_use():
 def test_unknown_task_name_lists_the_names():
     from audiotask.tasks import registry
 
-    with pytest.raises(ValueError, match="unknown task 'diarization'") as error:
-        registry.resolve("diarization")
+    with pytest.raises(ValueError, match="unknown task 'separation'") as error:
+        registry.resolve("separation")
     for name in registry.names():
         assert name in str(error.value)
 
@@ -451,7 +452,7 @@ def test_train_task_choices_and_help_come_from_the_registry():
     assert option_action("evaluate", "task").choices == [
         "sound-event-detection", "sed", "voice-activity-detection", "vad", "overlapped-speech-detection", "osd",
         "multi-label-segmentation", "mls", "audio-classification", "classification", "audio-tagging", "tagging",
-        "speaker-embedding", "embedding", "verification",
+        "speaker-embedding", "embedding", "speaker-diarization", "diarization", "verification",
     ]
 
 
@@ -522,7 +523,8 @@ EVERY_TASK_OPTION = {
     "mixing": ("sed", "events=clips"), "select_by": ("sed", "loss"), "fold": ("classification", "1"),
     "noise": ("snr", "noise"), "snr_range": ("snr", "0,10"), "loss": ("snr", "mse"),
     "speakers_per_batch": ("embedding", "2"), "margin": ("embedding", "0.1"), "scale": ("embedding", "10"),
-    "dimension": ("embedding", "8"),
+    "dimension": ("embedding", "8"), "max_speakers_per_chunk": ("diarization", "2"),
+    "max_speakers_per_frame": ("diarization", "1"), "powerset": ("diarization", None),
 }
 
 

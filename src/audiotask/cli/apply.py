@@ -24,13 +24,17 @@ What is written under --output depends on the task the model was trained for:
     (key: uri/start-end, in seconds at 3 decimals), in embeddings.safetensors (one tensor
     per key), or embeddings.npy (one row per key) and embeddings.txt (its keys, one per
     line) with --embedding-format npy.
+  speaker diarization (with --embedding EMBEDDING_MODEL, and --num-speakers N or
+    --min-speakers / --max-speakers when known): diarization.rttm, the speaker turns of
+    every file (SPEAKER_00, SPEAKER_01... within each file); see cli/apply_diarization.py.
 
 An option that does not apply to the model's task (--median-filter for a classifier,
 --segments for a detector) is refused in one line before anything runs.
 
 A file that cannot be processed (undecodable, empty, with NaN or infinite samples) does not
 stop the others: it is named on stderr, the outputs of the others are written, and the
-exit status is 1.
+exit status is 1. Stopped by Ctrl-C or SIGTERM, apply writes the outputs of the files it
+finished, says in one line how many of them, and exits with status 130 or 143.
 
 Many files: the next files are decoded (and resampled) while the model runs on one, a
 progress bar counts files, and a last line says how many files and seconds of audio were
@@ -56,7 +60,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from audiotask.cli.common import CommandError, find_audio_files, one_line
+from audiotask.cli.apply_diarization import DIARIZATION, DIARIZATION_MODEL_OPTIONS, add_diarization_arguments
+from audiotask.cli.common import CommandError, Interrupted, find_audio_files, one_line, signal_name, stopped_by_signal
 
 HELP = "apply a trained model to audio files"
 
@@ -78,14 +83,15 @@ MODEL_OPTIONS = {
     "offset": ("--offset", (EVENTS,)),
     "median_filter": ("--median-filter", (EVENTS,)),
     "no_tuned": ("--no-tuned", (EVENTS,)),
-    "min_duration_on": ("--min-duration-on", (EVENTS,)),
-    "min_duration_off": ("--min-duration-off", (EVENTS,)),
+    "min_duration_on": ("--min-duration-on", (EVENTS, DIARIZATION)),
+    "min_duration_off": ("--min-duration-off", (EVENTS, DIARIZATION)),
     "format": ("--format", (EVENTS,)),
     "stream": ("--stream", (EVENTS,)),
     "block": ("--block", (EVENTS,)),
     "segments": ("--segments", ("speaker-embedding",)),
     "embedding_format": ("--embedding-format", ("speaker-embedding",)),
 }
+MODEL_OPTIONS.update(DIARIZATION_MODEL_OPTIONS)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -129,6 +135,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            "instead of one per file")
     embedding.add_argument("--embedding-format", choices=("safetensors", "npy"),
                            help="embeddings.safetensors, or embeddings.npy and embeddings.txt (default: safetensors)")
+    add_diarization_arguments(parser)
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
 
@@ -282,16 +289,22 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     outcomes = process_files(outputs, enumerate(files)) if workers == 1 else process_in_workers(setup, files, workers)
     # one file that cannot be processed must not cost the others their outputs
-    results, failed, seconds = {}, {}, 0.0
+    results, failed, seconds, stopped = {}, {}, 0.0, False
     with tqdm(total=len(files), desc="Files", unit="file", disable=not args.progress) as progress:
-        for outcome in outcomes:
-            path = files[outcome.index]
-            if outcome.problem is None:
-                results[outcome.index], seconds = outcome.result, seconds + outcome.seconds
-            else:
-                failed[path] = outcome.problem
-                tqdm.write(f"audiotask apply: failed: {failed[path]}", file=sys.stderr)
-            progress.update()
+        try:
+            for outcome in outcomes:
+                path = files[outcome.index]
+                if outcome.problem is None:
+                    results[outcome.index], seconds = outcome.result, seconds + outcome.seconds
+                else:
+                    failed[path] = outcome.problem
+                    tqdm.write(f"audiotask apply: failed: {failed[path]}", file=sys.stderr)
+                progress.update()
+        except BaseException as stop:  # Ctrl-C, SIGTERM: keep what is finished
+            if not stopped_by_signal(stop):
+                raise
+            stopped = True
+            outcomes.close()  # stops reading ahead, ends the workers
     elapsed = time.perf_counter() - start
     # in the order of the files, whichever worker finished first
     results = {files[index].name: results[index] for index in sorted(results)}
@@ -300,6 +313,11 @@ def run(args: argparse.Namespace) -> int:
         for line in outputs.write(args.output, results):
             print(line)
         print(throughput(len(results), seconds, elapsed))
+    if stopped:
+        done = len(results) + len(failed)
+        written = f"the outputs of {len(results)} written under {args.output}" if results else "nothing written"
+        raise Interrupted(f"stopped by {signal_name()} after {done} of {len(files)} files: {written}; the other "
+                          f"{len(files) - done} were not processed (apply them again)")
     if failed:
         written = f"outputs written for the other {len(results)}" if results else "nothing written"
         print(f"audiotask apply: {len(failed)} of {len(files)} files failed; {written}", file=sys.stderr)

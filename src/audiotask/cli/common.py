@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import signal
+import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
 
 # the extensions ``audiotask apply`` looks for in folders are those a uri is stripped of
 from audiotask.protocols.uris import AUDIO_EXTENSIONS, FORMAT_EXTENSIONS, uri_of
@@ -12,6 +15,103 @@ from audiotask.protocols.uris import AUDIO_EXTENSIONS, FORMAT_EXTENSIONS, uri_of
 
 class CommandError(Exception):
     """A user's mistake (missing file, conflicting options): reported in one line, exit status 2."""
+
+
+# ---- signals: a command stopped by Ctrl-C or SIGTERM exits 130 or 143 ------------------------
+#: exit status of a command stopped by a signal: 128 + its number, as a shell reports a process
+#: the signal killed (so that a scheduler, or ``make``, never reads a stopped run as done)
+SIGNAL_STATUS = {signal.SIGINT: 128 + signal.SIGINT, signal.SIGTERM: 128 + signal.SIGTERM}
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler preempting the job, ``kill``), raised as Ctrl-C's ``KeyboardInterrupt``
+    is: whatever cleans up after Ctrl-C (Lightning's ``interrupted.ckpt``, the outputs of the
+    files ``apply`` finished) does so after SIGTERM too."""
+
+
+class Interrupted(BaseException):
+    """A command stopped by a signal, saying what it kept and how to go on: one line, exit
+    status 130 (SIGINT) or 143 (SIGTERM). A ``BaseException``, as ``KeyboardInterrupt``: an
+    ``except Exception`` on its way does not take it for an error of its own."""
+
+
+#: the signals received while a command runs (see :func:`signals_stop_the_command`)
+_received: list[int] = []
+
+
+def received_signal() -> Optional[int]:
+    """The last signal (SIGINT, SIGTERM) received while the command runs, None without any."""
+    return _received[-1] if _received else None
+
+
+def signal_name(signum: Optional[int] = None) -> str:
+    """``"SIGTERM"``: the name of ``signum`` (default: :func:`received_signal`; none: SIGINT,
+    what a bare ``KeyboardInterrupt`` stands for)."""
+    signum = received_signal() if signum is None else signum
+    return signal.Signals(signum if signum is not None else signal.SIGINT).name
+
+
+def stopped_by_signal(error: BaseException) -> bool:
+    """Whether ``error`` is how a signal stopped the command: a ``KeyboardInterrupt`` (Ctrl-C,
+    :class:`Terminated`), an :class:`Interrupted`, or whatever is raised once a signal came:
+    Lightning exits with status 1 after Ctrl-C and stops training on SIGTERM with its
+    ``SIGTERMException`` (a ``SystemExit``), and a signal sent to every process of a job kills
+    its dataloader workers too (a ``RuntimeError`` of the DataLoader)."""
+    return isinstance(error, (KeyboardInterrupt, Interrupted)) or received_signal() is not None
+
+
+def stop_message(error: BaseException) -> str:
+    """The line of a command stopped by a signal: what an :class:`Interrupted` says it kept, else
+    ``"stopped by SIGTERM"``, with the error the stop caused if it is no signal's own."""
+    if isinstance(error, Interrupted):
+        return str(error)
+    if isinstance(error, (KeyboardInterrupt, SystemExit)):
+        return f"stopped by {signal_name()}"
+    return f"stopped by {signal_name()} ({type(error).__name__}: {one_line(str(error))})"
+
+
+def exit_status() -> int:
+    """The exit status of a command stopped by :func:`received_signal` (130 for a bare Ctrl-C)."""
+    return SIGNAL_STATUS.get(received_signal(), SIGNAL_STATUS[signal.SIGINT])
+
+
+def _on_sigint(signum, frame) -> None:
+    _received.append(signum)
+    raise KeyboardInterrupt
+
+
+def _on_sigterm(signum, frame) -> None:
+    _received.append(signum)
+    if signal.getsignal(signal.SIGTERM) is _on_sigterm:
+        raise Terminated()
+    # another handler called this one after its own: Lightning's, while a trainer fits, which
+    # stops training at the end of the current step (a checkpoint of a whole step, not of half
+    # an optimiser update) by raising its SIGTERMException
+
+
+@contextmanager
+def signals_stop_the_command() -> Iterator[None]:
+    """While the block runs, SIGINT and SIGTERM raise ``KeyboardInterrupt`` / :class:`Terminated`
+    and are remembered (:func:`received_signal`); the previous handlers come back after.
+
+    A signal a parent process set to be ignored (a background job of a shell ignores SIGINT)
+    stays ignored, and so does one a caller handles its own way; outside the main thread,
+    where Python cannot set handlers, nothing changes.
+    """
+    _received.clear()
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signal.SIGINT: signal.getsignal(signal.SIGINT), signal.SIGTERM: signal.getsignal(signal.SIGTERM)}
+    if previous[signal.SIGINT] is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _on_sigint)
+    if previous[signal.SIGTERM] == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
 
 def one_line(text: str) -> str:

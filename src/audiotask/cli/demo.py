@@ -4,6 +4,7 @@ Builds ten-second soundscapes of the ten DCASE classes (data/; decoded audio in 
 trains a frame-level CRNN (model/, checkpoints/, metrics.csv), applies it to the test split
 (scores/, detections.tsv), evaluates it (results.json, results.txt) and plots each test
 file's scores over its reference events (plots/). About 4 minutes on two CPU cores.
+Stopped by Ctrl-C or SIGTERM, it says so in one line and exits with status 130 or 143.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from audiotask.cli.common import quiet_warnings
+from audiotask.cli.common import Interrupted, quiet_warnings, signal_name, stopped_by_signal
 
 HELP = "train, apply and evaluate a sound event detector on built-in synthetic data"
 
@@ -28,5 +29,11 @@ def run(args: argparse.Namespace) -> int:
     from audiotask.demo.pipeline import run_demo
 
     quiet_warnings()
-    run_demo(args.output, seed=args.seed, quick=args.quick, progress=args.progress, verbose=True)
+    try:
+        run_demo(args.output, seed=args.seed, quick=args.quick, progress=args.progress, verbose=True)
+    except BaseException as stop:  # Ctrl-C, SIGTERM: never a finished demo (exit 0)
+        if not stopped_by_signal(stop):
+            raise
+        raise Interrupted(f"stopped by {signal_name()}: the demo under {args.output} is incomplete "
+                          "(run it again: it starts over)") from stop
     return 0

@@ -1,10 +1,16 @@
 """Train a model on a pyannote.database protocol.
 
 Writes, under --output: checkpoints/ (Lightning checkpoints: last.ckpt, the latest state,
-every --checkpoint-every steps and at the end; interrupted.ckpt when the run stops on Ctrl-C
-or an error; either continues the run with --resume), metrics.csv (training and validation
-metrics, one row per logging step; a resumed run appends) and model/ (the kept model, to
-load with Model.from_pretrained or to pass to `audiotask apply`).
+every --checkpoint-every steps and at the end; interrupted.ckpt when the run stops on Ctrl-C,
+SIGTERM or an error; either continues the run with --resume), metrics.csv (training and
+validation metrics, one row per logging step; a resumed run appends) and model/ (the kept
+model, to load with Model.from_pretrained or to pass to `audiotask apply`).
+
+Stopped by Ctrl-C (SIGINT) or SIGTERM (a scheduler preempting the job), train saves
+interrupted.ckpt (SIGTERM: at the end of the current step), says in one line how to resume
+and exits with status 130 or 143, never 0. --resume continues the run of its checkpoint only:
+another task, other classes, chunk duration or model options are refused in one line naming
+what differs (fine-tuning a trained model for another task is --from).
 
 example:
   audiotask train --database data/database.yml \\
@@ -15,9 +21,19 @@ example:
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
-from audiotask.cli.common import CommandError, model_options, quiet_warnings
+from audiotask.cli.common import (
+    CommandError,
+    Interrupted,
+    model_options,
+    parse_options,
+    quiet_warnings,
+    stop_message,
+    stopped_by_signal,
+)
+from audiotask.cli.option_readers import check_model_options
 from audiotask.tasks import registry
 
 HELP = "train a model on a protocol"
@@ -109,9 +125,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                "killed run loses at most N steps (default: %(default)s)")
     training.add_argument("--resume", type=Path, metavar="CKPT",
                           help="continue a run from its Lightning checkpoint: checkpoints/interrupted.ckpt (written when a run "
-                               "stops on Ctrl-C or an error, mid-epoch) or checkpoints/last.ckpt (its latest state); "
+                               "stops on Ctrl-C, SIGTERM or an error, mid-epoch) or checkpoints/last.ckpt (its latest state); "
                                "training goes on with the chunks it would have seen, and metrics.csv of the same "
-                               "--output goes on from the checkpoint's step; give the same options as that run")
+                               "--output goes on from the checkpoint's step; give the same options as that run (another task, "
+                               "classes, --duration or --model-option is refused: fine-tuning is --from)")
     training.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     parser.add_argument("--output", type=Path, required=True, metavar="DIR", help="output folder")
 
@@ -196,12 +213,21 @@ def make_model(args: argparse.Namespace, task):
         architecture = model_class(args.model, source="--model")
     except (ValueError, TypeError) as error:
         raise CommandError(str(error)) from None
+    check_model_options(architecture, parse_options(args.model_option), args.model_option, model_options_shown(args))
     try:
         if getattr(args, "features_from", None) is not None:
             return with_pretrained_features(architecture, args.features_from, task=task, **options)
         return architecture(task=task, **options)
     except TypeError as error:  # an unknown keyword: say which model refused it
         raise CommandError(f"--model-option for {args.model}: {error}") from None
+
+
+def model_options_shown(args: argparse.Namespace) -> dict:
+    """The value of each ``--model-option`` that an error shows as an example: the task's default
+    for its CRNN (``TaskEntry.model_defaults``), else none (the constructor's default shows)."""
+    if args.model != MODEL_DEFAULT:
+        return {}
+    return dict(registry.resolve(args.task).model_defaults)
 
 
 def with_pretrained_features(architecture, folder: Path, **arguments):
@@ -270,20 +296,36 @@ def training_options(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    import lightning.pytorch as pl
-
-    from audiotask.training import fit
-
     quiet_warnings()
     options = training_options(args)  # before the data: a wrong value fails at once
     if args.resume is not None and not args.resume.is_file():
         raise CommandError(f"no such checkpoint: {args.resume}")
+    started = time.time()
+    try:
+        return train(args, options)
+    except BaseException as stop:  # Ctrl-C, SIGTERM: what was kept, how to go on
+        if not stopped_by_signal(stop):
+            raise
+        raise Interrupted(interruption(args.output, since=started, cause=stop)) from stop
+
+
+def train(args: argparse.Namespace, options: dict) -> int:
+    """One run (or a cross-validation, ``--fold all``) with the ``training_options`` ``options``."""
+    import lightning.pytorch as pl
+
+    from audiotask.engine.resume import ResumeMismatch
+    from audiotask.training import fit
+
     pl.seed_everything(args.seed, workers=True)
     protocol = load_protocol(args.database, args.protocol)
     if args.fold == ALL_FOLDS:
         return cross_validation(args, protocol, options)
     model = prepared_model(args, make_task(args, protocol))
-    result = fit(model, args.output, ckpt_path=args.resume, **options)
+    try:
+        result = fit(model, args.output, ckpt_path=args.resume, **options)
+    except ResumeMismatch as error:  # raised before any weight was loaded: nothing was written
+        error.hint = resume_hint(args, error)
+        raise
     print(f"model:       {result.model}")
     print(f"checkpoints: {result.checkpoints}")
     print(f"metrics:     {result.metrics}")
@@ -294,6 +336,51 @@ def run(args: argparse.Namespace) -> int:
     if result.monitored is not None:
         print(f"kept the checkpoint with the best {result.monitored} ({result.best_score:.4f}): {result.checkpoint}")
     return 0
+
+
+def resume_hint(args: argparse.Namespace, error) -> str:
+    """What to do about a ``--resume`` checkpoint of another run (``engine.resume.ResumeMismatch``):
+    resume with that run's model options, or fine-tune its model with ``--from`` (a new run)."""
+    import json
+
+    from audiotask.core.manifest import MANIFEST
+
+    if error.what == "architecture":
+        return f"resume with --model {error.architecture} and that run's --model-option values"
+    if error.what == "arguments":
+        options = " ".join(f"--model-option {key}={json.dumps(value, separators=(',', ':'))}"
+                           for key, value in error.arguments.items())
+        return f"resume with {options}" if options else "resume with that run's --model-option values"
+    model = args.resume.parent.parent / "model"
+    fine_tune = f"--from {model}" if (model / MANIFEST).is_file() else "--from MODEL_DIR (its run's model folder)"
+    return f"resume with that run's options, or fine-tune its weights for this run with {fine_tune}"
+
+
+def interruption(output: Path, *, since: float, cause: BaseException) -> str:
+    """What a run stopped by a signal kept under ``output`` and how to go on, in one line.
+
+    The checkpoint to resume is the newest ``interrupted.ckpt`` (written when training stopped,
+    under ``output/fold-K`` for one fold of a cross-validation), else ``last.ckpt``, written by
+    this run (after ``since``, a ``time.time()``): an older one is another run's. ``cause`` is
+    what stopped it: the signal's own exception, or the error it caused (a dataloader worker
+    killed by the same signal), then said too.
+    """
+    from audiotask.training import INTERRUPTED, LAST, checkpoint_step
+
+    stopped = stop_message(cause if isinstance(cause, Exception) else KeyboardInterrupt())
+    for name in (INTERRUPTED, LAST):
+        written = [path for path in output.glob(f"**/checkpoints/{name}.ckpt") if path.stat().st_mtime >= since]
+        if written:
+            path = max(written, key=lambda candidate: candidate.stat().st_mtime)
+            try:
+                step = f" at step {checkpoint_step(path)}"
+            except (ValueError, OSError):
+                step = ""
+            fold = path.parent.parent
+            extra = f" --fold {fold.name.removeprefix('fold-')} --output {fold}" if fold != output else ""
+            return (f"{stopped}{step}: {path} holds the run; continue it with the same options: "
+                    f"audiotask train ...{extra} --resume {path}")
+    return f"{stopped} before training began: nothing to resume (no checkpoint written), run it again"
 
 
 def prepared_model(args: argparse.Namespace, task):

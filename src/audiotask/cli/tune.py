@@ -9,6 +9,8 @@ MODEL/postprocessing.json, which `audiotask apply` then uses unless it is given 
 
 A file that cannot be processed (undecodable, empty, with NaN or infinite samples) does not
 stop the others: it is named on stderr, left out of the tuning, and the exit status is 1.
+Stopped by Ctrl-C or SIGTERM, tune writes nothing (one line says so) and exits with status
+130 or 143.
 
 example:
   audiotask tune run/model --database data/database.yml \\
@@ -22,7 +24,7 @@ import math
 import sys
 from pathlib import Path
 
-from audiotask.cli.common import CommandError, quiet_warnings
+from audiotask.cli.common import CommandError, Interrupted, quiet_warnings, signal_name, stopped_by_signal
 
 HELP = "tune class-wise thresholds and median filters on a development set"
 
@@ -125,6 +127,19 @@ def format_table(tuned, before: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        return tune(args)
+    except BaseException as stop:  # Ctrl-C, SIGTERM: the tuned values are written whole or not
+        if not stopped_by_signal(stop):
+            raise
+        from audiotask.inference.tuned_postprocessing import FILENAME
+
+        raise Interrupted(f"stopped by {signal_name()} before tuning ended: {args.model / FILENAME} was not "
+                          "written (left as it was); run tune again") from stop
+
+
+def tune(args: argparse.Namespace) -> int:
+    """Score the subset, tune, write MODEL/postprocessing.json, print the table (see the module)."""
     import torch
 
     from audiotask.cli.apply_steps import load_model

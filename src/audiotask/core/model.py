@@ -19,7 +19,7 @@ from audiotask.core.architectures import ENTRY_POINT_GROUP, architecture_name, r
 from audiotask.core.audio import Audio
 from audiotask.core.frames import Frames
 from audiotask.io import replaced_atomically, write_text_atomically
-from audiotask.core.manifest import MANIFEST, WEIGHTS
+from audiotask.core.manifest import MANIFEST, WEIGHTS, read_manifest
 from audiotask.core.objectives import activation
 from audiotask.core.specifications import Specifications
 
@@ -72,6 +72,66 @@ def describe_head_changes(changes: Mapping[str, tuple[Any, Any]]) -> str:
         return str(getattr(value, "value", value))  # enums by their value: "frame", not Resolution.FRAME
 
     return ", ".join(f"{name} changed from {shown(old)} to {shown(new)}" for name, (old, new) in changes.items())
+
+
+def load_checkpoint(path: str | Path, **options) -> Any:
+    """``torch.load(path)`` as data (``weights_only=True``, on the CPU; ``options`` passed on,
+    e.g. ``mmap=True``), a file it cannot read being a ``ValueError`` in one line naming it.
+
+    A checkpoint holding pickled objects beyond tensors and plain values (which only running
+    its code could rebuild: a malicious file, or one saved by other software) is refused,
+    saying why without torch's advice to load it with ``weights_only=False``; a truncated or
+    corrupt file says so.
+    """
+    import pickle
+
+    path = Path(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, **options)
+    except pickle.UnpicklingError as error:
+        raise ValueError(f"{path}: refused: it holds Python objects that only running code could rebuild "
+                         f"({_unpickling_reason(error)}); audiotask reads checkpoints as data only") from error
+    except EOFError as error:
+        raise ValueError(f"{path}: not a readable checkpoint (empty or truncated)") from error
+    except (RuntimeError, OSError) as error:  # torch's zip reader on a truncated or corrupt file
+        if isinstance(error, OSError) and error.filename is not None:  # a missing file, say: named already
+            raise
+        reason = (error.strerror if isinstance(error, OSError) and error.strerror else str(error)).split(". ")[0]
+        raise ValueError(f"{path}: not a readable checkpoint, truncated or corrupt ({reason.strip().rstrip('.')})") \
+            from error
+
+
+def _unpickling_reason(error: BaseException) -> str:
+    """What torch's weights-only unpickler refused, less its advice (``weights_only=False``
+    would run the file's code) and its pointer to the documentation."""
+    paragraphs = [part.strip() for part in str(error).split("\n\n") if part.strip()]
+    kept = [part for part in paragraphs if "weights_only" not in part and "documentation" not in part]
+    return " ".join(" ".join(kept).split()).rstrip(".") or "unsupported objects"
+
+
+def _first_state_dict_error(error: RuntimeError) -> str:
+    """The first entry of torch's ``Error(s) in loading state_dict`` (a size mismatch, say),
+    with how many more there are."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if len(lines) < 2:
+        return " ".join(lines)
+    return lines[1].rstrip(".") + (f" (and {len(lines) - 2} more)" if len(lines) > 2 else "")
+
+
+def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of the safetensors file ``path``; ``ValueError`` naming it when it is
+    truncated or corrupt, ``FileNotFoundError`` when it is missing."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing: the model folder has its manifest but not its weights")
+    try:
+        return load_file(path)
+    except SafetensorError as error:
+        raise ValueError(f"{path}: not a readable safetensors file, truncated or corrupt ({error}): save or "
+                         "import the model again") from error
 
 
 class Model(pl.LightningModule):
@@ -360,15 +420,23 @@ class Model(pl.LightningModule):
         architecture = model_class(manifest["architecture"], source=source)
         if not issubclass(architecture, cls):
             raise TypeError(f"Saved model is a {architecture.__name__}, not a {cls.__name__}.")
-        model = architecture(**manifest["arguments"])
+        where = source or "saved model"
+        try:
+            model = architecture(**manifest["arguments"])
+        except TypeError as error:  # an argument this version's architecture does not take
+            raise ValueError(f"{where}: {architecture.__name__} does not take the saved arguments: {error}") from error
         model.attach_specifications(Specifications.from_dict(manifest["specifications"]))
         # a training checkpoint holds the training heads (a margin loss's class weights): not the model's
         state_dict = {name: tensor for name, tensor in state_dict.items() if not name.startswith(TRAINING_HEADS)}
-        missing, unexpected = model.load_state_dict(state_dict, strict=False)
+        try:
+            missing, unexpected = model.load_state_dict(state_dict, strict=False)
+        except RuntimeError as error:  # torch's message names neither the file nor, in one line, the weight
+            raise RuntimeError(f"{where}: weights do not fit {architecture.__name__}: "
+                               f"{_first_state_dict_error(error)}") from error
         # a part added to an architecture since the model was saved, that inference does not use
         missing = [name for name in missing if not name.startswith(model.training_only_prefixes)]
         if missing or unexpected:
-            raise RuntimeError(f"{source or 'saved model'}: weights do not fit {architecture.__name__}: "
+            raise RuntimeError(f"{where}: weights do not fit {architecture.__name__}: "
                                f"missing {missing}, unexpected {unexpected}.")
         return model.eval()
 
@@ -378,28 +446,35 @@ class Model(pl.LightningModule):
 
         Neither path runs code from the files: the folder holds JSON and safetensors;
         checkpoints are read with ``torch.load(weights_only=True)``; the architecture is
-        looked up by name among the registered ones, never imported from the name.
+        looked up by name among the registered ones, never imported from the name. A file
+        that cannot be read (truncated, corrupt, not JSON, a pickle of objects) is a
+        ``ValueError`` in one line naming it.
         """
         path = Path(path)
         if path.is_dir():
-            from safetensors.torch import load_file
-
             manifest_path = path / MANIFEST
             if not manifest_path.is_file():
                 raise FileNotFoundError(f"{path} is not a saved audiotask model: {MANIFEST} is missing.")
-            manifest = json.loads(manifest_path.read_text())
-            return cls.from_manifest(manifest, load_file(path / WEIGHTS), source=str(manifest_path))
+            manifest = read_manifest(manifest_path)
+            return cls.from_manifest(manifest, read_weights(path / WEIGHTS), source=str(manifest_path))
         if path.suffix == ".ckpt":
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-            if "audiotask" not in checkpoint:
+            checkpoint = load_checkpoint(path)
+            if not isinstance(checkpoint, Mapping) or "audiotask" not in checkpoint:
                 raise ValueError(f"{path} is not an audiotask checkpoint (no 'audiotask' manifest).")
             # a checkpoint may keep another network than the one trained (a mean teacher)
             kept = checkpoint.get("audiotask_kept", "student")
-            state = checkpoint["state_dict"] if kept == "student" else checkpoint[f"{kept}_state_dict"]
-            return cls.from_manifest(checkpoint["audiotask"], state, source=str(path))
+            key = "state_dict" if kept == "student" else f"{kept}_state_dict"
+            if key not in checkpoint:
+                raise ValueError(f"{path} is not a whole audiotask checkpoint (no {key!r})")
+            return cls.from_manifest(checkpoint["audiotask"], checkpoint[key], source=str(path))
         raise FileNotFoundError(f"No saved model at {path} (expected a folder or a .ckpt file).")
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        from audiotask.engine.resume import check_resumed_manifest
+
+        # before Lightning loads a weight: a checkpoint of another task, classes, chunks or
+        # model arguments must not go on training as this run (engine/resume.py)
+        check_resumed_manifest(checkpoint.get("audiotask"), self.manifest())
         if self.task is not None:
             self.task.restore_extras(checkpoint)
 

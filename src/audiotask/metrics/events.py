@@ -202,18 +202,68 @@ def end_of(name: str, durations: Optional[Mapping[str, float]], *event_lists: Se
     return max([1.0] + [off for events in event_lists for _, off, _ in events])
 
 
+#: what the metrics do with a predicted class the ground truth has no event of (an "unknown"
+#: class): "ignore" leaves it out with a warning (its detections count nowhere: sed_scores_eval
+#: evaluates classes with reference events only), "error" refuses the evaluation, naming it,
+#: "false-positives" counts its every detection as a false positive (see ``sound_events`` and
+#: ``psds`` for what that does to each metric)
+UNKNOWN_CLASSES = ("ignore", "error", "false-positives")
+
+
+def check_unknown_classes(unknown_classes: str) -> str:
+    """``unknown_classes``, checked to be one of :data:`UNKNOWN_CLASSES`."""
+    if unknown_classes not in UNKNOWN_CLASSES:
+        raise ValueError(f"unknown_classes must be one of {', '.join(UNKNOWN_CLASSES)}, got {unknown_classes!r}")
+    return unknown_classes
+
+
+def unknown_classes_error(names: Sequence[str], what: str, files: Optional[Mapping[str, Sequence[str]]] = None) -> ValueError:
+    """The ``ValueError`` of predicted classes ``names`` without ground truth events: it names
+    them, with the first files of ``files`` (``{class: [file, ...]}``) where they are predicted."""
+    shown = []
+    for name in names:
+        where = list((files or {}).get(name, []))
+        shown.append(f"{name} (in {', '.join(where[:3])}{', ...' if len(where) > 3 else ''})" if where else name)
+    return ValueError(f"{what} have class(es) that the ground truth has no event of: {', '.join(shown)}; count their "
+                      "detections as false positives (unknown_classes='false-positives') or leave them out "
+                      "(unknown_classes='ignore')")
+
+
+def split_classes(
+    classes, reference_labels, predicted_labels, *, unknown_classes: str = "ignore", what: str = "the predictions",
+    files: Optional[Mapping[str, Sequence[str]]] = None,
+) -> tuple[list[str], list[str]]:
+    """``(evaluated, false_positive_classes)``: the classes sed_scores_eval evaluates (those of
+    ``classes``, or of every label of the inputs, that have reference events), and the
+    predicted classes without reference events whose detections are to count as false
+    positives (``unknown_classes="false-positives"``; none otherwise).
+
+    A class of ``predicted_labels`` without reference events is an "unknown" class: see
+    :data:`UNKNOWN_CLASSES` (``what`` and ``files`` name where it is predicted, for the error).
+    A class of ``classes`` that is neither in the reference nor predicted is left out with a
+    warning, as there is nothing of it to count.
+    """
+    check_unknown_classes(unknown_classes)
+    wanted = list(classes) if classes is not None else sorted(set(reference_labels) | set(predicted_labels))
+    evaluated = [name for name in wanted if name in reference_labels]
+    unknown = [name for name in wanted if name not in reference_labels and name in set(predicted_labels)]
+    if unknown and unknown_classes == "error":
+        raise unknown_classes_error(unknown, what, files)
+    counted = unknown if unknown_classes == "false-positives" else []
+    left_out = [name for name in wanted if name not in reference_labels and name not in counted]
+    if left_out:
+        warnings.warn(f"classes without ground truth events are not evaluated: {', '.join(left_out)}", stacklevel=3)
+    if not evaluated:
+        raise ValueError("no class to evaluate: the ground truth has no event of " + ", ".join(wanted))
+    return evaluated, counted
+
+
 def evaluated_classes(classes, reference_labels, other_labels) -> list[str]:
     """Classes to evaluate: ``classes``, or every label of the inputs, less those without reference events.
 
     sed_scores_eval refuses a class without ground truth events (its recall is undefined);
     such a class is left out with a warning rather than failing the whole evaluation, and
-    its detections count nowhere, micro averages included.
+    its detections count nowhere, micro averages included (``split_classes`` with
+    ``unknown_classes="ignore"``).
     """
-    wanted = list(classes) if classes is not None else sorted(set(reference_labels) | set(other_labels))
-    left_out = [name for name in wanted if name not in reference_labels]
-    if left_out:
-        warnings.warn(f"classes without ground truth events are not evaluated: {', '.join(left_out)}", stacklevel=3)
-    evaluated = [name for name in wanted if name in reference_labels]
-    if not evaluated:
-        raise ValueError("no class to evaluate: the ground truth has no event of " + ", ".join(wanted))
-    return evaluated
+    return split_classes(classes, reference_labels, other_labels)[0]

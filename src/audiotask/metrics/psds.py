@@ -15,9 +15,9 @@ from audiotask.metrics.events import (
     Events,
     FileSet,
     PathLike,
-    evaluated_classes,
     evaluation_set,
     events_to_scores,
+    split_classes,
 )
 
 #: DCASE (2021-2023 task 4) PSDS scenarios, in sed_scores_eval's argument names
@@ -48,8 +48,13 @@ def score_frames(scores, files: FileSet, seconds: Optional[Mapping[str, float]] 
     return frames
 
 
-def psds_of_frames(frames: dict[str, pd.DataFrame], reference: dict, seconds: dict, scenario: int) -> dict:
-    """sed_scores_eval's PSDS of ``frames`` for a DCASE scenario, as a dict of floats."""
+def psds_of_frames(frames: dict[str, pd.DataFrame], reference: dict, seconds: dict, scenario: int, *,
+                   unknown_classes: str = "ignore") -> dict:
+    """sed_scores_eval's PSDS of ``frames`` for a DCASE scenario, as a dict of floats.
+
+    ``unknown_classes`` says what becomes of a scored class the ground truth has no event of
+    (see :func:`psds`).
+    """
     from sed_scores_eval import intersection_based
 
     if scenario not in PSDS_SCENARIOS:
@@ -59,16 +64,41 @@ def psds_of_frames(frames: dict[str, pd.DataFrame], reference: dict, seconds: di
     unknown = [label for label in reference_labels if label not in score_classes]
     if unknown:
         raise ValueError(f"the ground truth has classes without scores: {', '.join(unknown)}")
-    classes = evaluated_classes(score_classes, reference_labels, [])
+    classes, missed = split_classes(score_classes, reference_labels, score_classes, unknown_classes=unknown_classes,
+                                    what="the scores")
     frames = {name: frame[["onset", "offset", *classes]] for name, frame in frames.items()}
     settings = PSDS_SCENARIOS[scenario]
-    value, per_class, _, _ = intersection_based.psds(frames, reference, seconds, **settings)
+    value, per_class, _, rocs = intersection_based.psds(frames, reference, seconds, **settings)
+    if missed:
+        value = psds_with_missed_classes(rocs, missed, settings)
     return {
         "psds": float(value),
-        "per_class": {name: float(per_class[name]) for name in classes},
+        "per_class": {**{name: float(per_class[name]) for name in classes}, **{name: 0.0 for name in missed}},
         "scenario": scenario,
         "settings": dict(settings),
     }
+
+
+def psds_with_missed_classes(rocs: dict, missed: Sequence[str], settings: dict) -> float:
+    """PSDS of the single-class PSD-ROCs ``rocs`` (sed_scores_eval's), with the classes of
+    ``missed`` (scored, but without any reference event) added, each with a true positive
+    rate of 0 at every eFPR.
+
+    That is how sed_scores_eval's ROC computes a class without reference events
+    (``tps / max(n_ref, 1)``), had its input check let one through: nothing of it to find,
+    whatever its scores, so the class lowers the mean over classes of the effective curve,
+    and its spread (``alpha_st``). Cross-triggers on it count nowhere: it has no reference
+    time for its scores to trigger on.
+    """
+    from sed_scores_eval.intersection_based.psds import (
+        multi_class_psd_roc_from_single_class_psd_rocs,
+        psds_from_psd_roc,
+    )
+
+    rocs = {**rocs, **{name: (np.zeros(1), np.zeros(1), np.full(1, np.inf)) for name in missed}}
+    tpr, efpr = multi_class_psd_roc_from_single_class_psd_rocs(rocs, alpha_st=settings["alpha_st"],
+                                                                max_efpr=settings["max_efpr"])
+    return float(psds_from_psd_roc(tpr, efpr, settings["max_efpr"]))
 
 
 def psds(
@@ -77,6 +107,7 @@ def psds(
     durations: Union[PathLike, Mapping[str, float]],
     *,
     scenario: int,
+    unknown_classes: str = "ignore",
 ) -> dict:
     """Polyphonic sound detection score of frame scores, for DCASE scenario 1 or 2.
 
@@ -93,6 +124,11 @@ def psds(
     durations : {filename: seconds} or path of a ``filename  duration`` TSV file
         The files evaluated, and the time over which false positives are counted.
     scenario : {1, 2}
+    unknown_classes : {"ignore", "error", "false-positives"}
+        What becomes of a scored class that the ground truth has no event of
+        (``events.UNKNOWN_CLASSES``): left out with a warning, an error naming it, or counted
+        as a class of which nothing is found: whatever it scores is false, its true positive
+        rate is 0 at every eFPR, and it lowers the PSDS (its own is 0).
 
     Returns
     -------
@@ -101,7 +137,8 @@ def psds(
         ``scenario`` and ``settings``.
     """
     files, reference, seconds = evaluation_set(ground_truth, durations)
-    return psds_of_frames(score_frames(scores, files, seconds), reference, seconds, scenario)
+    return psds_of_frames(score_frames(scores, files, seconds), reference, seconds, scenario,
+                          unknown_classes=unknown_classes)
 
 
 def _read_detections(detections: Union[PathLike, Events]) -> Events:

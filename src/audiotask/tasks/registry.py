@@ -218,6 +218,17 @@ EMBEDDING_OPTIONS = (
                read=float),
 )
 
+DIARIZATION = "speaker diarization"
+DIARIZATION_OPTIONS = (
+    TaskOption("max_speakers_per_chunk", "--max-speakers-per-chunk", "local speakers per chunk, the most active "
+               "kept (default: the task's, 3)", group=DIARIZATION, read=int, metavar="N"),
+    TaskOption("max_speakers_per_frame", "--max-speakers-per-frame", "most speakers active at once that the "
+               "powerset stands for (default: the task's, 2)", group=DIARIZATION, read=int, metavar="N"),
+    TaskOption("powerset", "--no-powerset", "train one output per local speaker (multi-label, permutation-invariant "
+               "binary cross-entropy) instead of one class per set of speakers (powerset)", group=DIARIZATION,
+               read=bool, switch_off=True),
+)
+
 
 TASKS: tuple[TaskEntry, ...] = (
     TaskEntry(
@@ -295,6 +306,16 @@ TASKS: tuple[TaskEntry, ...] = (
         apply_outputs=f"{APPLY_OUTPUTS}:EmbeddingOutputs",
         evaluation=f"{CLIP_EVALUATE}:evaluate_verification", evaluation_table=f"{CLIP_EVALUATE}:verification_table",
         evaluation_inputs=("embeddings",), evaluation_options=("trials",),
+    ),
+    TaskEntry(
+        "speaker-diarization",
+        "audiotask.tasks.speaker_diarization:SpeakerDiarization",
+        "who speaks when in each chunk, among its local speakers (powerset or multi-label, permutation-invariant)",
+        aliases=("diarization",),
+        options=DIARIZATION_OPTIONS,
+        apply_outputs="audiotask.cli.apply_diarization:DiarizationOutputs",
+        evaluation=f"{EVALUATE}:evaluate_diarization", evaluation_table="audiotask.metrics.diarization:format_table",
+        evaluation_options=("uem", "collar", "skip_overlap"),
     ),
 )
 
