@@ -186,6 +186,8 @@ def main(argv=None) -> int:
     parser.add_argument("--dimension", type=int, default=128)
     parser.add_argument("--root", type=Path, default=HERE / ".data" / "speaker-embedding",
                         help="generated data, caches and training runs (default: benchmarks/.data/, git-ignored)")
+    parser.add_argument("--fine-tuning-lr", type=float, default=1e-4,
+                        help="learning rate of the imported resemblyzer fine-tuned (default: %(default)s)")
     parser.add_argument("--quick", action="store_true", help="30 steps, validated every 10")
     args = parser.parse_args(argv)
     quick = quick_mode(argv) or args.quick
@@ -217,6 +219,18 @@ def main(argv=None) -> int:
     pretrained = imported_resemblyzer(args.root)
     if pretrained is not None:  # what a user would pick instead: the GE2E encoder, imported
         results.append(("resemblyzer, imported (no training)", evaluate(pretrained, chunks)))
+        # and fine-tuned by the same task for the same steps (train --from), at a tenth of the rate
+        pretrained.task = SpeakerEmbedding(protocol, duration=args.duration, batch_size=args.batch_size,
+                                           speakers_per_batch=args.speakers_per_batch, dimension=256, num_workers=0,
+                                           cache=args.root / "cache")
+        pretrained.learning_rate = args.fine_tuning_lr
+        pretrained.setup("fit")  # the task's speakers, as for the CRNN above
+        pl.seed_everything(0, workers=True, verbose=False)
+        tuned, which, seconds = train(pretrained, args.root / "runs" / f"{args.data}-resemblyzer-{steps}", steps,
+                                      validate_every)
+        print(f"fine-tuned resemblyzer, scored weights: {which}")
+        results.append((f"resemblyzer, fine-tuned {steps} steps at {args.fine_tuning_lr:g} ({seconds:.0f} s)",
+                        evaluate(tuned, chunks)))
     rows = [[name, f"{100 * r['eer']:.1f}", f"{r['min_dcf']:.3f}", f"{r['min_dcf_05']:.3f}", r["trials"], r["targets"]]
             for name, r in results]
     table(["model", "EER (%)", "minDCF 0.01", "minDCF 0.05", "trials", "targets"], rows,
