@@ -128,6 +128,20 @@ def table_rows(
     return rows
 
 
+def read_json_object(path: Union[str, Path]) -> dict:
+    """The JSON object in ``path``: ``ValueError`` naming it when it is not JSON, not UTF-8 or
+    not an object."""
+    import json
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: invalid JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    return data
+
+
 def read_text(path: Union[str, Path]) -> str:
     """The UTF-8 text of ``path`` (see :func:`not_utf8_error`)."""
     with naming_bad_text(path):

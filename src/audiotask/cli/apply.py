@@ -82,7 +82,7 @@ MODEL_OPTIONS = {
     "onset": ("--onset", (EVENTS, "audio-tagging")),
     "offset": ("--offset", (EVENTS,)),
     "median_filter": ("--median-filter", (EVENTS,)),
-    "no_tuned": ("--no-tuned", (EVENTS,)),
+    "no_tuned": ("--no-tuned", (EVENTS, DIARIZATION)),
     "min_duration_on": ("--min-duration-on", (EVENTS, DIARIZATION)),
     "min_duration_off": ("--min-duration-off", (EVENTS, DIARIZATION)),
     "format": ("--format", (EVENTS,)),
@@ -123,7 +123,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="median filter length in seconds (default: the tuned ones of MODEL/postprocessing.json, "
                       f"else {DEFAULT_MEDIAN_FILTER}, none)")
     post.add_argument("--no-tuned", action="store_true", default=None,
-                      help="ignore MODEL/postprocessing.json (class-wise values from `audiotask tune`)")
+                      help="ignore MODEL/postprocessing.json (class-wise values from `audiotask tune`) or, for a "
+                           "diarization model, MODEL/diarization.json (its tuned clustering)")
     post.add_argument("--min-duration-on", type=float, metavar="SECONDS",
                       help="drop events shorter than this (default: 0)")
     post.add_argument("--min-duration-off", type=float, metavar="SECONDS",

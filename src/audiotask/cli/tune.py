@@ -7,6 +7,14 @@ MODEL/postprocessing.json, which `audiotask apply` then uses unless it is given 
 --offset, --median-filter or --no-tuned. A table compares each class's F1 before (threshold
 0.5 and a 0.45-s median filter for every class, the demo's post-processing) and after.
 
+A speaker diarization model (given --embedding EMBEDDING_MODEL) is tuned otherwise: the
+clustering threshold of least DER on the files of --subset (their "annotation", and
+"annotated" as UEM) among 0.1, 0.2 ... 1.5 and the one used before (that of an existing
+MODEL/diarization.json, whose other parameters are kept, else the pipeline's default), one
+line per threshold, written with the pipeline's other parameters, the embedding model and
+the DER to MODEL/diarization.json, which `audiotask apply` then uses (see
+cli/apply_diarization.py). --embedding is refused for other models.
+
 A file that cannot be processed (undecodable, empty, with NaN or infinite samples) does not
 stop the others: it is named on stderr, left out of the tuning, and the exit status is 1.
 Stopped by Ctrl-C or SIGTERM, tune writes nothing (one line says so) and exits with status
@@ -15,6 +23,8 @@ Stopped by Ctrl-C or SIGTERM, tune writes nothing (one line says so) and exits w
 example:
   audiotask tune run/model --database data/database.yml \\
       --protocol AudiotaskDemo.SpeakerDiarization.SoundEvents --metric intersection_f1
+  audiotask tune run/diarization --embedding run/embedding --database data/database.yml \\
+      --protocol MyDatabase.SpeakerDiarization.MyProtocol
 """
 
 from __future__ import annotations
@@ -34,7 +44,8 @@ DEFAULT_LENGTHS = "0,0.15,0.3,0.45,0.6,0.9"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", type=Path, help="model folder (save_pretrained): postprocessing.json is written into it")
+    parser.add_argument("model", type=Path, help="model folder (save_pretrained): postprocessing.json (diarization.json "
+                        "for a speaker diarization model) is written into it")
     data = parser.add_argument_group("data")
     data.add_argument("--database", action="append", default=[], metavar="YML",
                       help="pyannote.database configuration (repeatable; default: $PYANNOTE_DATABASE_CONFIG)")
@@ -47,6 +58,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "offset 20 %%) (default: %(default)s)")
     tuning.add_argument("--median-filter-lengths", default=DEFAULT_LENGTHS, metavar="SECONDS,...",
                         help="median filter lengths tried, in seconds (default: %(default)s)")
+    diarization = parser.add_argument_group("speaker diarization models (writes MODEL/diarization.json)")
+    diarization.add_argument("--embedding", type=Path, metavar="EMBEDDING_MODEL",
+                             help="the speaker embedding model the diarization pipeline clusters with (required, "
+                             "unless MODEL/diarization.json names it)")
     inference = parser.add_argument_group("inference")
     inference.add_argument("--step", type=float, help="hop between chunks in seconds (default: 10%% of the chunk)")
     inference.add_argument("--batch-size", type=int, default=32, help="chunks per forward pass (default: %(default)s)")
@@ -134,7 +149,8 @@ def run(args: argparse.Namespace) -> int:
             raise
         from audiotask.inference.tuned_postprocessing import FILENAME
 
-        raise Interrupted(f"stopped by {signal_name()} before tuning ended: {args.model / FILENAME} was not "
+        written = getattr(args, "tuned_file", FILENAME)  # tune() says which, once it knows the model
+        raise Interrupted(f"stopped by {signal_name()} before tuning ended: {args.model / written} was not "
                           "written (left as it was); run tune again") from stop
 
 
@@ -142,9 +158,11 @@ def tune(args: argparse.Namespace) -> int:
     """Score the subset, tune, write MODEL/postprocessing.json, print the table (see the module)."""
     import torch
 
+    from audiotask.cli.apply_diarization import DIARIZATION, tune_diarization
     from audiotask.cli.apply_steps import load_model
     from audiotask.cli.train import load_protocol
     from audiotask.demo.pipeline import DemoConfig
+    from audiotask.inference.diarization import TUNED_FILENAME
     from audiotask.inference.inference import Inference
     from audiotask.metrics.tuning import fscores, tune_postprocessing
     from audiotask.metrics.events import merge_reference
@@ -152,9 +170,15 @@ def tune(args: argparse.Namespace) -> int:
     quiet_warnings()
     lengths = parse_lengths(args.median_filter_lengths)
     if not args.model.is_dir():
-        raise CommandError(f"{args.model}: not a model folder (save_pretrained); postprocessing.json is saved "
+        raise CommandError(f"{args.model}: not a model folder (save_pretrained); the tuned values are saved "
                            "into the model's folder")
     model = load_model(args.model)
+    if model.specifications.task_name == DIARIZATION:
+        args.tuned_file = TUNED_FILENAME
+        return tune_diarization(args, model)
+    if args.embedding is not None:
+        raise CommandError(f"--embedding applies to speaker diarization models only, not to {args.model} (trained "
+                           f"for {model.specifications.task_name or model.specifications.problem.value})")
     classes = list(model.specifications.classes or [])
     protocol = load_protocol(args.database, args.protocol)
     files, reference = development_files(protocol, args.subset, classes, args.protocol)

@@ -50,7 +50,9 @@ numbered by first turn. A file where no local speaker is ever active gives an em
 The hyper-parameters that ``audiotask tune`` may set are a plain dict (:meth:`
 DiarizationPipeline.parameters`, :meth:`~DiarizationPipeline.with_parameters`);
 :func:`tune_threshold` picks the clustering threshold of least DER over development files
-(pyannote.metrics' ``DiarizationErrorRate``), segmenting and embedding each file once.
+(pyannote.metrics' ``DiarizationErrorRate``), segmenting and embedding each file once;
+:func:`save_tuned_parameters` / :func:`load_tuned_parameters` keep them in the model's
+folder (``diarization.json``), where ``audiotask apply`` finds them.
 """
 
 from __future__ import annotations
@@ -76,7 +78,8 @@ from audiotask.protocols.uris import uri_of
 
 __all__ = [
     "DiarizationPipeline", "ChunkSpeakers", "ThresholdTuning", "tune_threshold", "agglomerative_clusters",
-    "assign_to_centroids", "speaker_bounds", "LINKAGE_METHODS", "TUNABLE",
+    "assign_to_centroids", "speaker_bounds", "LINKAGE_METHODS", "TUNABLE", "TUNED_FILENAME",
+    "save_tuned_parameters", "load_tuned_parameters",
 ]
 
 #: linkage methods of scipy that take the Euclidean distances of unit vectors
@@ -773,3 +776,51 @@ def tune_threshold(
     tied = sorted(threshold for threshold, der in ders.items() if der <= least + 1e-12)
     best = tied[(len(tied) - 1) // 2]
     return ThresholdTuning(threshold=best, der=ders[best], ders=ders)
+
+
+# ---- tuned hyper-parameters stored beside the model ------------------------------------------------
+#: the file of ``audiotask tune``'s hyper-parameters in the diarization model's folder (as
+#: ``tuned_postprocessing.FILENAME`` is the detection models')
+TUNED_FILENAME = "diarization.json"
+TUNED_FORMAT_VERSION = 1
+
+
+def save_tuned_parameters(model_dir: Union[str, Path], parameters: Mapping[str, Any], **details: Any) -> Path:
+    """Write ``model_dir/diarization.json`` (atomically) and return its path.
+
+    ``parameters`` are :meth:`DiarizationPipeline.parameters`; ``details`` what else is worth
+    keeping (the embedding model, the DER reached, the thresholds tried), JSON-friendly.
+    """
+    import json
+
+    from audiotask.io import write_text_atomically
+
+    unknown = sorted(set(parameters) - set(TUNABLE))
+    if unknown:
+        raise ValueError(f"save_tuned_parameters: unknown parameter(s) {', '.join(unknown)}.")
+    data = {"format": TUNED_FORMAT_VERSION, "parameters": dict(parameters), **details}
+    # a reader never sees a half-written file, even if this process dies mid-write
+    return write_text_atomically(Path(model_dir) / TUNED_FILENAME, json.dumps(data, indent=2) + "\n")
+
+
+def load_tuned_parameters(model_dir: Union[str, Path]) -> Optional[dict[str, Any]]:
+    """What :func:`save_tuned_parameters` wrote in ``model_dir``; None when it has no such file.
+
+    ValueError naming the file when it is not JSON, of another format, or its "parameters"
+    are not a dict of :data:`TUNABLE` names (their values are checked by
+    :meth:`DiarizationPipeline.with_parameters`).
+    """
+    from audiotask.io import read_json_object
+
+    path = Path(model_dir) / TUNED_FILENAME
+    if not path.is_file():
+        return None
+    data = read_json_object(path)
+    if not isinstance(data.get("parameters"), dict):
+        raise ValueError(f"{path}: expected a JSON object with a \"parameters\" object")
+    if data.get("format") != TUNED_FORMAT_VERSION:
+        raise ValueError(f"{path}: unknown format {data.get('format')!r} (expected {TUNED_FORMAT_VERSION})")
+    unknown = sorted(set(data["parameters"]) - set(TUNABLE))
+    if unknown:
+        raise ValueError(f"{path}: unknown parameter(s) {', '.join(unknown)}; the parameters are {', '.join(TUNABLE)}")
+    return data

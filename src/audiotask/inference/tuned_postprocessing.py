@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
 
-from audiotask.io import write_text_atomically
+from audiotask.io import read_json_object, write_text_atomically
 
 FILENAME = "postprocessing.json"
 FORMAT_VERSION = 1
@@ -137,12 +137,7 @@ class PostProcessing:
         path = Path(model_dir) / FILENAME
         if not path.is_file():
             return None
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise ValueError(f"{path}: invalid JSON: {error}") from None
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a JSON object")
+        data = read_json_object(path)
         tuned = cls.from_dict(data, source=str(path))
         classes = _model_classes(Path(model_dir))
         if classes is not None:
