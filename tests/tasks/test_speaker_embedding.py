@@ -127,6 +127,19 @@ def test_more_speakers_per_batch_than_training_speakers_is_refused(protocol, tmp
         make_task(protocol, tmp_path, labels_per_batch=2)
 
 
+def test_the_default_speakers_per_batch_fits_the_training_speakers_and_says_so(protocol, tmp_path):
+    """8 by default, at most what batch_size allows (6 of 6); with 4 training speakers, 3 (the
+    largest number of them that divides 6), with a warning, rather than stopping (issue 23,
+    item 6)."""
+    assert make_task(protocol, tmp_path, speakers_per_batch=None, batch_size=32).speakers_per_batch == 8
+    task = make_task(protocol, tmp_path, speakers_per_batch=None, batch_size=6)
+    assert task.speakers_per_batch == task.labels_per_batch == 6 and task.adapts_speakers_per_batch
+    with pytest.warns(UserWarning, match="only 4 training speakers talk alone for 1 s or more: 3 speakers per "
+                                         "batch instead of 6"):
+        set_up(task)
+    assert task.speakers_per_batch == task.labels_per_batch == 3
+
+
 def test_validation_chunks_are_consecutive_chunks_of_development_speakers_alone(protocol, tmp_path):
     task = make_task(protocol, tmp_path)
     set_up(task)

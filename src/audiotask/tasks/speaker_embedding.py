@@ -150,6 +150,15 @@ def trial_scores(embeddings: torch.Tensor, speakers: np.ndarray, max_trials: int
 
 
 # ---- the task ------------------------------------------------------------------------------
+#: speakers per batch unless the training speakers are fewer (see ``SpeakerEmbedding``)
+DEFAULT_SPEAKERS_PER_BATCH = 8
+
+
+def dividing(batch_size: int, most: int) -> int:
+    """The largest number of speakers per batch, at most ``most``, that divides ``batch_size``."""
+    return max(n for n in range(1, max(1, most) + 1) if batch_size % n == 0)
+
+
 class SpeakerEmbedding(AnnotatedTask):
     """Speaker embeddings trained with an additive angular margin softmax.
 
@@ -162,9 +171,10 @@ class SpeakerEmbedding(AnnotatedTask):
         Chunk duration, in seconds. Turns (single-speaker stretches) shorter than a chunk
         are never drawn: a chunk must hold one speaker only, and the engine's chunks of a
         batch share one duration (``min_duration`` is therefore refused).
-    speakers_per_batch : int
+    speakers_per_batch : int, optional
         N, training speakers per batch; ``batch_size / N`` chunks of each. Must divide
-        ``batch_size``.
+        ``batch_size``. Default: 8 (or the most below it that divides ``batch_size``), or, when fewer training speakers talk alone for a whole
+        chunk, the largest number of them that divides ``batch_size`` (a warning says so).
     dimension : int
         Embedding dimension.
     margin, scale : float
@@ -194,7 +204,7 @@ class SpeakerEmbedding(AnnotatedTask):
         protocol,
         *,
         duration: float = 2.0,
-        speakers_per_batch: int = 8,
+        speakers_per_batch: Optional[int] = None,
         dimension: int = 256,
         margin: float = 0.2,
         scale: float = 30.0,
@@ -207,7 +217,11 @@ class SpeakerEmbedding(AnnotatedTask):
                              f"min_duration={kwargs.get('min_duration')!r}.")
         if "labels_per_batch" in kwargs:
             raise ValueError("SpeakerEmbedding: give speakers_per_batch, not labels_per_batch.")
-        super().__init__(protocol, duration=duration, labels_per_batch=speakers_per_batch, **kwargs)
+        #: whether speakers_per_batch is the default, which adapts to the speakers at hand
+        self.adapts_speakers_per_batch = speakers_per_batch is None
+        super().__init__(protocol, duration=duration, labels_per_batch=speakers_per_batch or 1, **kwargs)
+        if speakers_per_batch is None:  # the most, up to the default, that batch_size allows
+            speakers_per_batch = self.labels_per_batch = dividing(self.batch_size, DEFAULT_SPEAKERS_PER_BATCH)
         self.speakers_per_batch = int(speakers_per_batch)
         self.dimension, self.margin, self.scale = int(dimension), float(margin), float(scale)
         self.validation_trials = int(validation_trials)
@@ -244,12 +258,26 @@ class SpeakerEmbedding(AnnotatedTask):
     def setup(self, stage: Optional[str] = None) -> None:
         super().setup(stage)
         self.speakers = self.classes_of(self.metadata)
+        if self.adapts_speakers_per_batch and 2 <= len(self.speakers) < self.speakers_per_batch:
+            self.fit_speakers_per_batch()
         if len(self.speakers) < max(2, self.speakers_per_batch):
             raise ValueError(
                 f"SpeakerEmbedding: {self.speakers_per_batch} speakers per batch, but only {len(self.speakers)} "
                 f"training speaker(s) talk alone for {self.duration} s or more (chunks lie inside single-speaker "
                 "stretches): lower speakers_per_batch or duration."
             )
+
+    def fit_speakers_per_batch(self) -> None:
+        """The default speakers per batch lowered to what the training speakers allow: the
+        largest number of them that divides ``batch_size``, said in a warning."""
+        fitting = dividing(self.batch_size, len(self.speakers))
+        if fitting < 2:
+            return  # no batch of two speakers or more divides batch_size: setup says so
+        warnings.warn(
+            f"SpeakerEmbedding: only {len(self.speakers)} training speakers talk alone for {self.duration:g} s or "
+            f"more: {fitting} speakers per batch instead of {self.speakers_per_batch} (the largest number of them "
+            f"that divides batch_size {self.batch_size}; --speakers-per-batch sets it).", stacklevel=2)
+        self.speakers_per_batch = self.labels_per_batch = fitting
 
     def setup_training_heads(self, model) -> None:
         """The margin loss's class centres, one per training speaker (kept when they fit)."""
