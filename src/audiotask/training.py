@@ -22,7 +22,7 @@ from lightning.pytorch.callbacks import Callback, Checkpoint, ModelCheckpoint, T
 from lightning.pytorch.loggers import CSVLogger
 
 from audiotask.core.model import Model
-from audiotask.engine.resume import ResumeMismatch
+from audiotask.core.resumed_run import ResumeMismatch
 from audiotask.io import naming_the_file, replaced_atomically
 
 #: name of the checkpoint written when training stops on an exception (Ctrl-C included)

@@ -8,7 +8,7 @@ import pytest
 
 from audiotask.cli.main import main
 from audiotask.core.specifications import Problem, Resolution, Specifications
-from audiotask.engine.resume import ResumeMismatch, check_resumed_manifest
+from audiotask.core.resumed_run import ResumeMismatch, check_resumed_manifest
 from audiotask.models import Debug
 from helpers import stderr_lines
 

@@ -313,7 +313,7 @@ def train(args: argparse.Namespace, options: dict) -> int:
     """One run (or a cross-validation, ``--fold all``) with the ``training_options`` ``options``."""
     import lightning.pytorch as pl
 
-    from audiotask.engine.resume import ResumeMismatch
+    from audiotask.core.resumed_run import ResumeMismatch
     from audiotask.training import fit
 
     pl.seed_everything(args.seed, workers=True)
@@ -339,7 +339,7 @@ def train(args: argparse.Namespace, options: dict) -> int:
 
 
 def resume_hint(args: argparse.Namespace, error) -> str:
-    """What to do about a ``--resume`` checkpoint of another run (``engine.resume.ResumeMismatch``):
+    """What to do about a ``--resume`` checkpoint of another run (``core.resumed_run.ResumeMismatch``):
     resume with that run's model options, or fine-tune its model with ``--from`` (a new run)."""
     import json
 

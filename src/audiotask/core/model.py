@@ -470,7 +470,7 @@ class Model(pl.LightningModule):
         raise FileNotFoundError(f"No saved model at {path} (expected a folder or a .ckpt file).")
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        from audiotask.engine.resume import check_resumed_manifest
+        from audiotask.core.resumed_run import check_resumed_manifest
 
         # before Lightning loads a weight: a checkpoint of another task, classes, chunks or
         # model arguments must not go on training as this run (engine/resume.py)
