@@ -49,6 +49,31 @@ def package_file(package: str, relative: str, *, install: str):
     return path
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of ``error``'s message (its type's name when it has none)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def load_checkpoint_data(path, *, allowed_globals=()):
+    """``torch.load(path, weights_only=True)``: tensors and plain containers only (and
+    ``allowed_globals``, data constructors such as numpy's), never code; ``ValueError`` in one
+    line naming ``path`` when the file holds anything else or is no checkpoint."""
+    import pickle
+
+    import torch
+
+    # before torch 2.6 there are no (function, name) allow-list entries: plain weights_only then
+    allowed = list(allowed_globals) if torch.torch_version.TorchVersion(torch.__version__) >= (2, 6) else []
+    try:
+        if allowed:
+            with torch.serialization.safe_globals(allowed):
+                return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
+        raise ValueError(f"{path}: not a checkpoint of tensors and plain values ({first_line(error)})") from None
+
+
 def check_layout(state, expected, *, source: str, network: str) -> None:
     """``ValueError`` unless ``state`` has exactly the names and shapes of ``expected`` (two
     state dicts): one line naming ``source`` and the first mismatching key, then how many

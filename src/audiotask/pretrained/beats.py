@@ -25,13 +25,12 @@ tagger (``--task tagging``), the others an encoder of 768-dimensional clip embed
 from __future__ import annotations
 
 import csv
-import pickle
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
 import torch
 
-from audiotask.pretrained import check_layout
+from audiotask.pretrained import check_layout, first_line, load_checkpoint_data
 
 EXAMPLE = "BEATs_iter3.pt"
 #: seconds per chunk: AudioSet's ten-second clips, which BEATs was pre-trained and fine-tuned on
@@ -59,18 +58,10 @@ REQUIRED_VALUES = {"activation_fn": "gelu"}
 SHARED_BIAS = "self_attn.relative_attention_bias.weight"
 
 
-def first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
 def read_checkpoint(path: Path) -> tuple[Mapping[str, Any], dict[str, torch.Tensor], Optional[Mapping]]:
     """``(cfg, state dict, label_dict or None)`` of the checkpoint ``path`` (``ValueError``
     naming it when it is not one of BEATs' layout or holds more than tensors and plain values)."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
-        raise ValueError(f"{path}: not a checkpoint of tensors and plain values ({first_line(error)})") from None
+    checkpoint = load_checkpoint_data(path)
     if not (isinstance(checkpoint, Mapping) and isinstance(checkpoint.get("cfg"), Mapping)
             and isinstance(checkpoint.get("model"), Mapping)):
         raise ValueError(f"{path}: no 'cfg' and 'model' (not a BEATs checkpoint: {{'cfg': ..., 'model': state dict}})")

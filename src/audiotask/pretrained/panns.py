@@ -12,13 +12,12 @@ state; which network it is (CNN14 or CNN10) is read from its keys.
 from __future__ import annotations
 
 import csv
-import pickle
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
 
 import torch
 
-from audiotask.pretrained import check_layout
+from audiotask.pretrained import check_layout, load_checkpoint_data
 
 STATE_KEY = "model"
 NUM_CLASSES = 527
@@ -48,22 +47,10 @@ def numpy_data_globals() -> list:
     return allowed
 
 
-def load_checkpoint(path: Path):
-    """``torch.load(path, weights_only=True)``, numpy's data allowed (see :func:`numpy_data_globals`)."""
-    if torch.torch_version.TorchVersion(torch.__version__) < (2, 6):  # no (function, name) allow-list entries
-        return torch.load(path, map_location="cpu", weights_only=True)
-    with torch.serialization.safe_globals(numpy_data_globals()):
-        return torch.load(path, map_location="cpu", weights_only=True)
-
-
 def read_state(path: Path) -> dict[str, torch.Tensor]:
     """The network's state in the checkpoint ``path``: its ``"model"`` entry, or the whole file
     when it is a bare state dict (``ValueError`` naming ``path`` otherwise)."""
-    try:
-        checkpoint = load_checkpoint(path)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"{path}: not a checkpoint of tensors ({first})") from None
+    checkpoint = load_checkpoint_data(path, allowed_globals=numpy_data_globals())
     state = checkpoint.get(STATE_KEY, checkpoint) if isinstance(checkpoint, Mapping) else None
     if not isinstance(state, Mapping) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path}: neither a state dict nor a checkpoint with a {STATE_KEY!r} state dict "

@@ -7,13 +7,12 @@ importing it would run its code): its ``resemblyzer/pretrained.pt`` is read with
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 from typing import Mapping, Optional, Union
 
 import torch
 
-from audiotask.pretrained import check_layout, package_file
+from audiotask.pretrained import check_layout, load_checkpoint_data, package_file
 
 #: the checkpoint below the package's folder, and the state dict inside it
 PACKAGE_WEIGHTS = Path("pretrained.pt")
@@ -33,11 +32,7 @@ def package_weights() -> Path:
 def read_state(path: Path) -> dict[str, torch.Tensor]:
     """The encoder's weights in the checkpoint ``path`` (``ValueError`` naming it when it is
     not such a checkpoint, or holds more than tensors)."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"{path}: not a checkpoint of tensors ({first})") from None
+    checkpoint = load_checkpoint_data(path)
     if not isinstance(checkpoint, Mapping) or not isinstance(checkpoint.get(STATE_KEY), Mapping):
         raise ValueError(f"{path}: no {STATE_KEY!r} state dict (not resemblyzer's checkpoint layout)")
     return {name: tensor for name, tensor in checkpoint[STATE_KEY].items() if name not in LOSS_KEYS}

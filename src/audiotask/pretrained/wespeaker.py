@@ -13,13 +13,12 @@ the weights' names and shapes; ``config.yaml`` is not needed. The file is read w
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 from typing import Mapping, Optional, Union
 
 import torch
 
-from audiotask.pretrained import check_layout
+from audiotask.pretrained import check_layout, load_checkpoint_data
 
 #: prefix of the training loss's weights (ArcMarginProduct and the other projections): not the encoder's
 LOSS_PREFIX = "projection."
@@ -35,11 +34,7 @@ EXAMPLE = "voxceleb_resnet34/avg_model.pt"
 def read_state(path: Path) -> dict[str, torch.Tensor]:
     """The encoder's weights in the checkpoint ``path``, the loss's left out (``ValueError``
     naming it when it is not a state dict of tensors)."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"{path}: not a checkpoint of tensors ({first})") from None
+    checkpoint = load_checkpoint_data(path)
     if not isinstance(checkpoint, Mapping) or not all(isinstance(value, torch.Tensor) for value in checkpoint.values()):
         raise ValueError(f"{path}: not a bare state dict of tensors (not WeSpeaker's avg_model.pt layout)")
     return {name: tensor for name, tensor in checkpoint.items() if not name.startswith(LOSS_PREFIX)}
