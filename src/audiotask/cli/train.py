@@ -112,6 +112,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     training.add_argument("--warmup-steps", type=int, metavar="N",
                           help="--lr-schedule cosine: optimiser steps of the linear warm-up (default: 0)")
     training.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    devices = parser.add_argument_group("devices (passed to Lightning's Trainer; torchrun and SLURM are detected)")
+    devices.add_argument("--accelerator", metavar="NAME",
+                         help="cpu, gpu, cuda, mps, tpu or auto (default: auto: a GPU when there is one)")
+    devices.add_argument("--devices", metavar="N|IDS|auto",
+                         help="devices per machine: a count, the indices (0,2), or auto (default: 1)")
+    devices.add_argument("--num-nodes", type=int, metavar="N", help="machines (default: 1)")
+    devices.add_argument("--strategy", metavar="NAME",
+                         help="auto, ddp, ddp_spawn, fsdp... (default: auto, ddp when there are several devices)")
+    devices.add_argument("--precision", choices=PRECISIONS,
+                         help="numeric precision of training (default: 32-true)")
     training.add_argument("--gradient-clip", type=float, metavar="VALUE",
                           help="clip the gradients' norm to VALUE (Lightning's gradient_clip_val; default: no clipping)")
     training.add_argument("--max-nonfinite-losses", type=int, default=5, metavar="K",
@@ -281,6 +291,37 @@ def encoder_lr_scale(args: argparse.Namespace) -> float | None:
     return None
 
 
+#: Lightning's precisions (``Trainer(precision=...)``)
+PRECISIONS = ("64-true", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true")
+
+
+def parsed_devices(text: str):
+    """``--devices``: ``"auto"``, a count (``2``) or device indices (``0,2``: a list)."""
+    text = text.strip()
+    if text == "auto":
+        return text
+    try:
+        if "," in text:
+            return [int(index) for index in text.split(",") if index.strip()]
+        count = int(text)
+    except ValueError:
+        raise CommandError(f"--devices takes a count, indices such as 0,2, or auto: not {text!r}") from None
+    if count < 1 and count != -1:  # -1: every device, as Lightning reads it
+        raise CommandError(f"--devices must be positive (or -1, every device), not {count}")
+    return count
+
+
+def device_options(args: argparse.Namespace) -> dict:
+    """The Trainer's device keywords that ``args`` gives (the others keep make_trainer's: one
+    device, the accelerator Lightning finds)."""
+    options = {"accelerator": args.accelerator, "strategy": args.strategy, "precision": args.precision,
+               "num_nodes": args.num_nodes,
+               "devices": None if args.devices is None else parsed_devices(args.devices)}
+    if args.num_nodes is not None and args.num_nodes < 1:
+        raise CommandError(f"--num-nodes must be positive, not {args.num_nodes}")
+    return {name: value for name, value in options.items() if value is not None}
+
+
 def training_options(args: argparse.Namespace) -> dict:
     """Keywords of ``training.fit`` (and of the Trainer) from ``args``; wrong values refused."""
     checked = {"--checkpoint-every": args.checkpoint_every, "--max-nonfinite-losses": args.max_nonfinite_losses,
@@ -292,6 +333,7 @@ def training_options(args: argparse.Namespace) -> dict:
         max_epochs=10 if args.epochs is None and args.max_steps is None else args.epochs,
         max_steps=args.max_steps, progress=args.progress, checkpoint_every=args.checkpoint_every,
         gradient_clip_val=args.gradient_clip, check_val_every_n_epoch=args.validate_every,
+        **device_options(args),
     )
 
 

@@ -329,14 +329,11 @@ class SpeakerEmbedding(AnnotatedTask):
         """``((chunks, dimension) embeddings, (chunks,) speakers)`` of every chunk validated
         this epoch, by every rank: under DDP the ranks' embeddings are summed into one table
         (each rank then scores the same trials, and keeps the same checkpoint)."""
-        count = len(self.validation_speakers)
-        table = torch.zeros(count, self.dimension, device=self.model.device)
-        seen = torch.zeros(count, device=self.model.device)
-        for index, embedding in self._embeddings.items():
-            table[index], seen[index] = embedding.float(), 1.0
-        if self.trainer_world_size() > 1:
-            reduce = self.model.trainer.strategy.reduce
-            table, seen = reduce(table, reduce_op="sum"), reduce(seen, reduce_op="sum")
+        from audiotask.engine.validation_chunks import summed_over_ranks
+
+        reduce = self.model.trainer.strategy.reduce if self.trainer_world_size() > 1 else None
+        table, seen = summed_over_ranks(self._embeddings, len(self.validation_speakers), (self.dimension,),
+                                        reduce=reduce, device=self.model.device)
         kept = seen > 0
         return table[kept] / seen[kept, None], self.validation_speakers[kept.cpu().numpy()]
 

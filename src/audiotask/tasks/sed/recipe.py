@@ -250,12 +250,12 @@ class DetectionRecipe(SoundEventDetection):
         if self.select_by == "loss":
             return
         scenario = int(self.select_by[-1])
+        if self.trainer_world_size() > 1:
+            # each rank scored its share: every rank gets every share, so that PSDS is that of
+            # the whole development set and all ranks keep the same network
+            self.detections.gather(self.model.trainer.strategy.reduce, device=self.model.device)
         scores = {network: self.detections.psds(self, network, scenario=scenario) for network, _ in self.networks()}
         self.detections.reset()
-        if self.trainer_world_size() > 1:
-            # each rank scored its share: the ranks' scores are averaged (every rank takes part,
-            # in the same order), so that all keep the same network
-            scores = {network: self.mean_over_ranks(value or 0.0) for network, value in scores.items()}
         if all(value is None for value in scores.values()):
             warnings.warn(f"SoundEventDetection: the development chunks hold no event of the classes: "
                           f"{self.select_by} is logged as 0 and cannot tell checkpoints apart.")
@@ -264,11 +264,6 @@ class DetectionRecipe(SoundEventDetection):
             self.model.log(f"val/{self.select_by}_{network}", value)
         self.kept_network = max(scores, key=scores.get)
         self.model.log(f"val/{self.select_by}", scores[self.kept_network], prog_bar=True)
-
-    def mean_over_ranks(self, value: float) -> float:
-        """``value`` averaged over the processes training together."""
-        reduced = self.model.trainer.strategy.reduce(torch.tensor(float(value), device=self.model.device), reduce_op="mean")
-        return float(reduced)
 
     def __getstate__(self):
         state = super().__getstate__()

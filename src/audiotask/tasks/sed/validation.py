@@ -28,7 +28,8 @@ class DetectionScores:
     ----------
     chunks : (chunks, 2) float array
         ``[file, start]`` of every validation chunk, in validation order. Under DDP a rank
-        scores its share of them: its PSDS is of that share (the task averages the ranks').
+        scores its share of them; :meth:`gather` then gives every rank every share, so that
+        PSDS is that of the whole development set, as one process computes it.
     duration : float
         Chunk duration, in seconds.
     """
@@ -46,6 +47,18 @@ class DetectionScores:
         table = self.scores.setdefault(network, {})
         for index, clip in zip(np.asarray(indices).tolist(), np.asarray(scores, dtype=np.float32)):
             table[int(index)] = clip  # a chunk seen twice (a padded distributed share) counts once
+
+    def gather(self, reduce, device=None) -> None:
+        """Every process's scores in every process (``reduce``: the strategy's sum over them;
+        every process holds at least one chunk, a distributed split padding the shares)."""
+        from audiotask.engine.validation_chunks import summed_over_ranks
+
+        for network in sorted(self.scores):
+            rows = self.scores[network]
+            shape = next(iter(rows.values())).shape
+            table, seen = summed_over_ranks(rows, len(self.all_chunks), shape, reduce=reduce, device=device)
+            table, seen = table.cpu().numpy(), seen.cpu().numpy()
+            self.scores[network] = {int(index): table[index] / seen[index] for index in np.flatnonzero(seen > 0)}
 
     @property
     def chunks(self) -> np.ndarray:
