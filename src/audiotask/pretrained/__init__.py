@@ -49,6 +49,20 @@ def package_file(package: str, relative: str, *, install: str):
     return path
 
 
+def weights_file(weights, *, default=None, source: str = "", example: str = ""):
+    """The weights file to convert: ``weights``, else ``default()`` (a package's file), else
+    ``FileNotFoundError`` saying that ``source`` needs ``--weights`` (e.g. ``example``); a path
+    that is no file is ``FileNotFoundError`` naming it."""
+    from pathlib import Path
+
+    if weights is None and default is None:
+        raise FileNotFoundError(f"{source}: give --weights FILE (the published checkpoint, e.g. {example})")
+    path = Path(weights) if weights is not None else default()
+    if not path.is_file():
+        raise FileNotFoundError(f"no such weights file: {path}")
+    return path
+
+
 def first_line(error: BaseException) -> str:
     """The first line of ``error``'s message (its type's name when it has none)."""
     text = str(error).strip()

@@ -30,7 +30,7 @@ from typing import Any, Mapping, Optional, Union
 
 import torch
 
-from audiotask.pretrained import check_layout, first_line, load_checkpoint_data
+from audiotask.pretrained import check_layout, first_line, load_checkpoint_data, weights_file
 
 EXAMPLE = "BEATs_iter3.pt"
 #: seconds per chunk: AudioSet's ten-second clips, which BEATs was pre-trained and fine-tuned on
@@ -190,11 +190,7 @@ def import_beats(output: Union[str, Path], weights: Optional[Union[str, Path]] =
     checkpoint's classes (default: ``audioset_000`` ... ``audioset_526``)."""
     from audiotask.models.beats import BEATs
 
-    if weights is None:
-        raise FileNotFoundError(f"beats: give --weights FILE (the published checkpoint, e.g. {EXAMPLE})")
-    path = Path(weights)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such weights file: {path}")
+    path = weights_file(weights, source="beats", example=EXAMPLE)
     if labels is not None and not Path(labels).is_file():
         raise FileNotFoundError(f"no such labels file: {labels}")
     cfg, state, label_dict = read_checkpoint(path)

@@ -17,7 +17,7 @@ from typing import Mapping, Optional, Sequence, Union
 
 import torch
 
-from audiotask.pretrained import check_layout, load_checkpoint_data
+from audiotask.pretrained import check_layout, load_checkpoint_data, weights_file
 
 STATE_KEY = "model"
 NUM_CLASSES = 527
@@ -118,11 +118,7 @@ def import_panns(output: Union[str, Path], weights: Optional[Union[str, Path]] =
     """
     from audiotask.models.panns import PANNs
 
-    if weights is None:
-        raise FileNotFoundError(f"panns: give --weights FILE (the published checkpoint, e.g. {EXAMPLE})")
-    path = Path(weights)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such weights file: {path}")
+    path = weights_file(weights, source="panns", example=EXAMPLE)
     state = read_state(path)
     variant = detect_variant(state, source=str(path))
     classes = default_labels() if labels is None else read_labels(labels)

@@ -12,7 +12,7 @@ from typing import Mapping, Optional, Union
 
 import torch
 
-from audiotask.pretrained import check_layout, load_checkpoint_data, package_file
+from audiotask.pretrained import check_layout, load_checkpoint_data, package_file, weights_file
 
 #: the checkpoint below the package's folder, and the state dict inside it
 PACKAGE_WEIGHTS = Path("pretrained.pt")
@@ -51,9 +51,7 @@ def import_resemblyzer(output: Union[str, Path], weights: Optional[Union[str, Pa
     ``weights``: a checkpoint of its layout (default: the installed package's)."""
     from audiotask.models.resemblyzer import Resemblyzer
 
-    path = Path(weights) if weights is not None else package_weights()
-    if not path.is_file():
-        raise FileNotFoundError(f"no such weights file: {path}")
+    path = weights_file(weights, default=package_weights)
     state = read_state(path)
     model = Resemblyzer()
     model.attach_specifications(specifications())

@@ -19,7 +19,7 @@ from typing import Mapping, Optional, Union
 
 import torch
 
-from audiotask.pretrained import check_layout, package_file
+from audiotask.pretrained import check_layout, package_file, weights_file
 
 #: the package's export of the network that ``load_silero_vad()`` runs, below its folder
 PACKAGE_WEIGHTS = Path("data") / "silero_vad_16k_op15.onnx"
@@ -99,9 +99,7 @@ def import_silero_vad(output: Union[str, Path], weights: Optional[Union[str, Pat
     ONNX export or safetensors file of its layouts (default: the installed package's ONNX)."""
     from audiotask.models.silero_vad import SileroVAD
 
-    path = Path(weights) if weights is not None else package_weights()
-    if not path.is_file():
-        raise FileNotFoundError(f"no such weights file: {path}")
+    path = weights_file(weights, default=package_weights)
     model = reference_model(SileroVAD)
     model.load_state_dict(converted_state(read_weights(path), source=str(path)))
     return model.save_pretrained(output)

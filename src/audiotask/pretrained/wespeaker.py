@@ -18,7 +18,7 @@ from typing import Mapping, Optional, Union
 
 import torch
 
-from audiotask.pretrained import check_layout, load_checkpoint_data
+from audiotask.pretrained import check_layout, load_checkpoint_data, weights_file
 
 #: prefix of the training loss's weights (ArcMarginProduct and the other projections): not the encoder's
 LOSS_PREFIX = "projection."
@@ -91,11 +91,7 @@ def import_wespeaker(output: Union[str, Path], weights: Optional[Union[str, Path
     audiotask model folder ``output`` and return it."""
     from audiotask.models.wespeaker_resnet import WeSpeakerResNet, depth_name
 
-    if weights is None:
-        raise FileNotFoundError(f"wespeaker: give --weights FILE (the published checkpoint, e.g. {EXAMPLE})")
-    path = Path(weights)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such weights file: {path}")
+    path = weights_file(weights, source="wespeaker", example=EXAMPLE)
     state = read_state(path)
     arguments = resnet_arguments(state)
     model = WeSpeakerResNet(**arguments)
