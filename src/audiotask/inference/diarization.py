@@ -170,19 +170,7 @@ def speaker_bounds(
     return (int(low) if low == high else None), int(low), high
 
 
-# ---- step 1: local segmentation ---------------------------------------------------------------
-def chunk_scores(inference: Inference, waveform: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """``((chunks, frames, outputs) activated scores, (chunks,) starts in seconds)`` of each
-    chunk of a ``(channels, samples)`` waveform on its own: :meth:`Inference.slide` less its
-    overlap-add (the shared encoder too, when the model has one)."""
-    if inference.shared_encoder:
-        starts = inference.chunk_starts(waveform)
-        features = inference.encode(waveform, inference.span(len(starts)))
-        return inference.score_windows(features, len(starts)), starts
-    chunks, starts = inference.chunks(waveform)
-    return inference.score_chunks(chunks), starts
-
-
+# ---- step 1, local segmentation, is Inference.chunk_scores --------------------------------------
 # ---- step 2: embeddings of local speakers -------------------------------------------------------
 def embedding_frames(activity: np.ndarray, min_frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(frames used, counts, alone)`` for each (chunk, local speaker): ``(chunks, frames,
@@ -576,7 +564,7 @@ class DiarizationPipeline:
     def segment(self, waveform: torch.Tensor, *, uri: Optional[str], duration: float) -> ChunkSpeakers:
         """Step 1 on a ``(channels, samples)`` waveform at the segmentation model's rate."""
         inference, model = self.segmentation, self.segmentation.model
-        scores, starts = chunk_scores(inference, waveform)
+        scores, starts = inference.chunk_scores(waveform)
         if self.powerset is not None:
             activity = self.powerset.to_multilabel(torch.from_numpy(scores)).numpy() > 0
             ranking = activity.astype(np.float32)

@@ -255,6 +255,16 @@ class Inference:
         windows = features.unfold(0, window_frames, step_frames).transpose(1, 2)[:num_chunks]
         return self._score(windows, self.model.decode)
 
+    def chunk_scores(self, waveform: torch.Tensor) -> Tuple[np.ndarray, np.ndarray]:
+        """``(scores of each chunk on its own, (chunks,) start times in seconds)`` of a
+        ``(channels, samples)`` waveform: what :meth:`slide` overlap-adds (the diarization
+        pipeline reads them as they are). With a shared encoder, the file is encoded once."""
+        if self.shared_encoder:
+            starts = self.chunk_starts(waveform)
+            return self.score_windows(self.encode(waveform, self.span(len(starts))), len(starts)), starts
+        chunks, starts = self.chunks(waveform)
+        return self.score_chunks(chunks), starts
+
     def slide(self, waveform: torch.Tensor) -> SlidingWindowFeature:
         """Scores of a ``(channels, samples)`` waveform at the model's sample rate.
 
@@ -262,12 +272,7 @@ class Inference:
         of the waveform, at least 1). CHUNK models: ``(chunks, classes)``, row ``c`` for the
         window ``[c * step, c * step + duration)``.
         """
-        if self.shared_encoder:
-            starts = self.chunk_starts(waveform)
-            scores = self.score_windows(self.encode(waveform, self.span(len(starts))), len(starts))
-        else:
-            chunks, starts = self.chunks(waveform)
-            scores = self.score_chunks(chunks)
+        scores, starts = self.chunk_scores(waveform)
         labels = self.specifications.classes
         if not self.is_frame:
             window = SlidingWindow(start=0.0, duration=self.duration, step=self.step)
