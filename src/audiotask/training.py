@@ -181,10 +181,14 @@ class InterruptedCheckpoint(Callback):
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
         if not self._saving:
             return
+        loops = checkpoint["loops"]["fit_loop"]
+        if trainer.validating and not trainer.sanity_checking:
+            validate_again_on_resume(loops["epoch_loop.val_loop.batch_progress"])
+            return
         # Lightning restores the logging step one past the saved one, as it expects a save
         # after a step's update; an exception before the update (in training_step, say)
         # would shift every later row of metrics.csv by one step
-        loop = checkpoint["loops"]["fit_loop"]["epoch_loop.state_dict"]
+        loop = loops["epoch_loop.state_dict"]
         if loop.get("_batches_that_stepped") == trainer.global_step:
             loop["_batches_that_stepped"] -= 1
 
@@ -207,6 +211,21 @@ class InterruptedCheckpoint(Callback):
             warnings.warn(f"could not save {self.path} after {type(exception).__name__}: {error}")
         finally:
             self._saving = False
+
+
+def validate_again_on_resume(progress: dict) -> None:
+    """Make a checkpoint saved during a validation resume by running that validation again,
+    from its first batch.
+
+    Lightning would otherwise skip it (a checkpoint at a validation point is taken to follow
+    it) or, mid-batch, go on from the next batch with the scores of the batches before it
+    lost, and keep another best checkpoint than the uninterrupted run. Its counters then read
+    "interrupted in the first batch" (the state in which it validates from the start).
+    """
+    done_before = progress["total"]["completed"] - progress["current"]["completed"]
+    progress["total"].update(ready=done_before + 1, started=done_before + 1, processed=done_before, completed=done_before)
+    progress["current"].update(ready=1, started=1, processed=0, completed=0)
+    progress["is_last_batch"] = False
 
 
 class SkippedBatches(Callback):

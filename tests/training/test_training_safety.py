@@ -38,7 +38,7 @@ def debug_model(yml, cache):
 def train_command(tmp_path, output, *options):
     return [
         sys.executable, "-m", "audiotask.cli.main", "train", "--database", str(tmp_path / "data" / "database.yml"),
-        "--protocol", "Safety.SpeakerDiarization.Events", "--task", "sed", "--resolution", "frame", "--model", "Debug",
+        "--protocol", "Safety.SpeakerDiarization.Events", "--task", "sed", "--resolution", "frame",
         "--duration", "0.5", "--batch-size", "4", "--num-workers", "0", "--cache", str(tmp_path / "cache"),
         "--no-progress", "--checkpoint-every", "5", "--output", str(output), *options,
     ]
@@ -48,12 +48,20 @@ def final_weights(output):
     return torch.load(output / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
 
 
+#: the Debug model, and a CRNN (dropout, batch normalisation) trained by the SED recipe
+MODELS = {"debug": ("--model", "Debug"),
+          "crnn": ("--model", "CRNN", "--model-option", "channels=[4,8,8]", "--model-option", "n_mels=16",
+                   "--model-option", "hidden_size=8")}
+
+
 @pytest.mark.slow
-def test_a_killed_run_resumed_from_its_last_checkpoint_ends_as_the_uninterrupted_run(tmp_path, protocol_yml):
+@pytest.mark.parametrize("model", list(MODELS))
+def test_a_killed_run_resumed_from_its_last_checkpoint_ends_as_the_uninterrupted_run(tmp_path, protocol_yml, model):
     environment = {**os.environ, "OMP_NUM_THREADS": "2"}
     run = tmp_path / "run"
     last = run / "checkpoints" / "last.ckpt"
-    killed = subprocess.Popen(train_command(tmp_path, run, "--max-steps", "100000"), env=environment,
+    options = MODELS[model]
+    killed = subprocess.Popen(train_command(tmp_path, run, "--max-steps", "100000", *options), env=environment,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
@@ -66,14 +74,15 @@ def test_a_killed_run_resumed_from_its_last_checkpoint_ends_as_the_uninterrupted
     step = checkpoint_step(last)  # whole: it was renamed into place once written
     assert step % 5 == 0
     steps = str(step + 12)  # past the end of an epoch (9 steps) and its validation
-    subprocess.run(train_command(tmp_path, run, "--max-steps", steps, "--resume", str(last)), env=environment,
-                   check=True, capture_output=True)
-    subprocess.run(train_command(tmp_path, tmp_path / "full", "--max-steps", steps), env=environment,
+    subprocess.run(train_command(tmp_path, run, "--max-steps", steps, "--resume", str(last), *options),
+                   env=environment, check=True, capture_output=True)
+    subprocess.run(train_command(tmp_path, tmp_path / "full", "--max-steps", steps, *options), env=environment,
                    check=True, capture_output=True)
     assert checkpoint_step(last) == int(steps)
     resumed, full = final_weights(run), final_weights(tmp_path / "full")
     assert resumed.keys() == full.keys()
     assert all(torch.equal(resumed[name], full[name]) for name in full)
+    assert (run / "metrics.csv").read_text() == (tmp_path / "full" / "metrics.csv").read_text()
 
 
 class KilledWhileSaving:

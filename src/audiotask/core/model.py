@@ -18,6 +18,7 @@ import torch
 from audiotask.core.architectures import ENTRY_POINT_GROUP, architecture_name, resolve_architecture
 from audiotask.core.audio import Audio
 from audiotask.core.frames import Frames
+from audiotask.core.epoch_loss import CHECKPOINT_KEY as EPOCH_LOSS_KEY
 from audiotask.io import replaced_atomically, write_text_atomically
 from audiotask.core.manifest import MANIFEST, WEIGHTS, read_manifest
 from audiotask.core.objectives import activation
@@ -364,7 +365,10 @@ class Model(pl.LightningModule):
         return self.task.val_dataloader()
 
     def training_step(self, batch, batch_idx: int):
+        from audiotask.utils.random import seed_training_step
+
         self.has_learned_weights = True
+        seed_training_step(self.global_step, batch_idx)  # a resumed run draws the dropout masks of the uninterrupted one
         return self.task.training_step(batch, batch_idx)
 
     def validation_step(self, batch, batch_idx: int):
@@ -373,8 +377,23 @@ class Model(pl.LightningModule):
     def optimizer_step(self, *args, **kwargs) -> None:
         super().optimizer_step(*args, **kwargs)
         # before any callback sees the step (a checkpoint saved at its end holds its effect)
+        self.epoch_loss.count(self.current_epoch)
         if self.task is not None:
             self.task.on_optimizer_step()
+
+    @property
+    def epoch_loss(self):
+        """The running mean of this epoch's training loss (``train/loss_epoch``), checkpointed."""
+        from audiotask.core.epoch_loss import EpochLoss
+
+        if getattr(self, "_epoch_loss", None) is None:
+            self._epoch_loss = EpochLoss()
+        return self._epoch_loss
+
+    def on_train_epoch_end(self) -> None:
+        mean = self.epoch_loss.mean(self.current_epoch)
+        if mean is not None:
+            self.log("train/loss_epoch", mean, on_step=False, on_epoch=True)
 
     def on_validation_epoch_end(self) -> None:
         if self.task is not None:
@@ -475,11 +494,13 @@ class Model(pl.LightningModule):
         # before Lightning loads a weight: a checkpoint of another task, classes, chunks or
         # model arguments must not go on training as this run (engine/resume.py)
         check_resumed_manifest(checkpoint.get("audiotask"), self.manifest())
+        self.epoch_loss.restore(checkpoint.get(EPOCH_LOSS_KEY))
         if self.task is not None:
             self.task.restore_extras(checkpoint)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["audiotask"] = self.manifest()
+        checkpoint[EPOCH_LOSS_KEY] = self.epoch_loss.state()
         if self.task is not None:
             # e.g. a mean teacher's weights, and which network the checkpoint keeps
             checkpoint.update(self.task.checkpoint_extras())

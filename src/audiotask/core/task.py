@@ -203,7 +203,9 @@ class Task(pl.LightningDataModule):
         FloatingPointError after ``max_nonfinite_losses`` in a row."""
         if torch.isfinite(loss):
             self._nonfinite_in_a_row = 0
-            self.model.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(waveforms))
+            # the epoch's mean is the model's own (core/epoch_loss.py): Lightning's would not resume
+            self.model.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=len(waveforms))
+            self.model.epoch_loss.add(loss, len(waveforms))
             return {"loss": loss}
         # one bad batch (a corrupt file, a rare overflow) must not end a long run: on None,
         # Lightning skips the backward pass, the gradients stay None and the optimiser changes

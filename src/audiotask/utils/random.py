@@ -81,3 +81,20 @@ def create_rng_for_worker(epoch: int, *, rank: int | None = None, worker: int | 
 def create_numpy_rng_for_worker(epoch: int, *, rank: int | None = None, worker: int | None = None) -> np.random.Generator:
     """Same as :func:`create_rng_for_worker`, as a numpy ``Generator``."""
     return np.random.default_rng(np.random.SeedSequence(stream_key(epoch, rank, worker)))
+
+
+def seed_training_step(step: int, batch: int = 0) -> None:
+    """Seed torch's global generator (dropout, any augmentation drawing from it) from the run's
+    seed, this process's rank, the optimiser step ``step`` and the epoch's batch ``batch`` (the
+    batches whose gradients one step accumulates draw apart).
+
+    Lightning's checkpoints do not hold the generators' states, so a run resumed from one
+    would draw other dropout masks than the uninterrupted run: seeded at every step, the
+    draws of a step depend on nothing but the step, and a resumed run is bit-identical.
+    """
+    import hashlib
+
+    import torch
+
+    key = f"audiotask:step:{global_seed()}:{distributed_rank()}:{int(step)}:{int(batch)}".encode()
+    torch.manual_seed(int.from_bytes(hashlib.sha256(key).digest()[:8], "little") >> 1)
