@@ -50,3 +50,4 @@ bench-real: $(STAMP)
 	$(BIN)/python benchmarks/real_recordings.py run --root $(REAL_ROOT) --max-steps 2250 --train-option='$(REAL_TRAIN)'
 	$(BIN)/python benchmarks/real_recordings.py run-clips --root $(REAL_ROOT) --max-steps 1000 --train-option='$(REAL_TRAIN)'
 	$(BIN)/python benchmarks/real_recordings.py baseline-clips --root $(REAL_ROOT)
+	$(BIN)/python benchmarks/real_conversations.py build $(REAL_ROOT) --output $(REAL_ROOT)/conversations
