@@ -96,14 +96,10 @@ def rttm_line(uri: str, start: float, end: float, speaker: str) -> str:
 
 
 def merged(segments: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """The union of ``(start, end)`` spans, sorted."""
-    spans: list[list[float]] = []
-    for start, end in sorted(segments):
-        if spans and start <= spans[-1][1]:
-            spans[-1][1] = max(spans[-1][1], end)
-        else:
-            spans.append([start, end])
-    return [(s, e) for s, e in spans]
+    """The union of ``(start, end)`` spans, sorted (pyannote.core's ``Timeline.support``)."""
+    from pyannote.core import Segment, Timeline
+
+    return [(span.start, span.end) for span in Timeline([Segment(s, e) for s, e in segments]).support()]
 
 
 def build(source_root: Path, output: Path, seed: int = 0) -> None:

@@ -25,7 +25,9 @@ class EpochLoss:
 
     def __init__(self) -> None:
         self.epoch = -1
-        self.total = 0.0  #: sum of loss x batch size
+        #: sum of loss x batch size: a float64 tensor on the losses' device while counting (no
+        #: device-to-host copy per step), a float once restored
+        self.total: float | torch.Tensor = 0.0
         self.weight = 0  #: sum of batch sizes
         self._pending: list[tuple[torch.Tensor, int]] = []
 
@@ -38,16 +40,16 @@ class EpochLoss:
         if epoch != self.epoch:
             self.epoch, self.total, self.weight = int(epoch), 0.0, 0
         for loss, batch_size in self._pending:
-            self.total += float(loss) * batch_size
+            self.total = self.total + loss.double() * batch_size
             self.weight += batch_size
         self._pending.clear()
 
     def mean(self, epoch: int) -> Optional[float]:
         """The mean over the counted steps of epoch ``epoch``, None when there is none."""
-        return self.total / self.weight if epoch == self.epoch and self.weight else None
+        return float(self.total) / self.weight if epoch == self.epoch and self.weight else None
 
     def state(self) -> list:
-        return [self.epoch, self.total, self.weight]
+        return [self.epoch, float(self.total), self.weight]
 
     def restore(self, state: Optional[list]) -> None:
         self._pending.clear()

@@ -18,7 +18,7 @@ import torch
 from audiotask.core.architectures import ENTRY_POINT_GROUP, architecture_name, resolve_architecture
 from audiotask.core.audio import Audio
 from audiotask.core.frames import Frames
-from audiotask.core.epoch_loss import CHECKPOINT_KEY as EPOCH_LOSS_KEY
+from audiotask.core.epoch_loss import CHECKPOINT_KEY as EPOCH_LOSS_KEY, EpochLoss
 from audiotask.io import replaced_atomically, write_text_atomically
 from audiotask.core.manifest import MANIFEST, WEIGHTS, read_manifest
 from audiotask.core.objectives import activation
@@ -384,8 +384,6 @@ class Model(pl.LightningModule):
     @property
     def epoch_loss(self):
         """The running mean of this epoch's training loss (``train/loss_epoch``), checkpointed."""
-        from audiotask.core.epoch_loss import EpochLoss
-
         if getattr(self, "_epoch_loss", None) is None:
             self._epoch_loss = EpochLoss()
         return self._epoch_loss
