@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import csv
 import os
+import signal
+import threading
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Iterator, Optional
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback, Checkpoint, ModelCheckpoint, Timer
@@ -206,11 +209,31 @@ class InterruptedCheckpoint(Callback):
             return
         self._saving = True
         try:
-            save_checkpoint_atomically(trainer, self.path)
+            with worker_deaths_unnoticed():
+                save_checkpoint_atomically(trainer, self.path)
         except Exception as error:  # the exception that stopped training is the one to report
             warnings.warn(f"could not save {self.path} after {type(exception).__name__}: {error}")
         finally:
             self._saving = False
+
+
+@contextmanager
+def worker_deaths_unnoticed() -> Iterator[None]:
+    """While the block runs, a dataloader worker that dies raises nothing here.
+
+    torch's SIGCHLD handler raises "DataLoader worker is killed" wherever the main process
+    is when a worker dies. Training already stopped, the workers of a job that a scheduler
+    signalled die one after another: the first death is the exception being handled, and a
+    second one must not cut the saving of ``interrupted.ckpt`` short.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # Python sets handlers in the main thread only (and torch's is there)
+        return
+    handler = signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGCHLD, handler if handler is not None else signal.SIG_DFL)
 
 
 def validate_again_on_resume(progress: dict) -> None:
@@ -305,6 +328,34 @@ class TrainingSpeed(Checkpoint):
     def data_wait_share(self) -> Optional[float]:
         seconds = self.stepping + self.waiting
         return self.waiting / seconds if self.steps and seconds > 0 else None
+
+
+class SigtermSeenFirst(Callback):
+    """Calls ``seen(signum)`` on SIGTERM before any handler Lightning set for it.
+
+    Lightning's SIGTERM handler logs first and calls the handler it found (the command
+    line's) last. When a scheduler signals every process of the job, the dataloader workers
+    die of it at the same moment, and torch's SIGCHLD handler raises "worker killed" in the
+    middle of Lightning's logging: the handlers after it never run, and the run would read
+    as failed rather than stopped. Set once Lightning has registered its handlers (when
+    training starts); Lightning puts the earlier ones back when it tears down.
+    """
+
+    def __init__(self, seen: Callable[[int], None]):
+        self.seen = seen
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # Python sets handlers in the main thread only
+        after = signal.getsignal(signal.SIGTERM)
+        if not callable(after):
+            return  # ignored or default: nothing runs before a handler of ours would
+
+        def seen_first(signum, frame):
+            self.seen(signum)
+            after(signum, frame)
+
+        signal.signal(signal.SIGTERM, seen_first)
 
 
 def set_learning_rate(model: Model, learning_rate: float, *, schedule: Optional[str] = None,

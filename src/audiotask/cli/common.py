@@ -75,13 +75,19 @@ def exit_status() -> int:
     return SIGNAL_STATUS.get(received_signal(), SIGNAL_STATUS[signal.SIGINT])
 
 
-def _on_sigint(signum, frame) -> None:
+def record_signal(signum: int) -> None:
+    """Remember that ``signum`` came (see :func:`received_signal`); a handler that runs before
+    the command's own calls it (see ``training.SigtermSeenFirst``)."""
     _received.append(signum)
+
+
+def _on_sigint(signum, frame) -> None:
+    record_signal(signum)
     raise KeyboardInterrupt
 
 
 def _on_sigterm(signum, frame) -> None:
-    _received.append(signum)
+    record_signal(signum)
     if signal.getsignal(signal.SIGTERM) is _on_sigterm:
         raise Terminated()
     # another handler called this one after its own: Lightning's, while a trainer fits, which

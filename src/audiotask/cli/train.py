@@ -30,6 +30,7 @@ from audiotask.cli.common import (
     model_options,
     parse_options,
     quiet_warnings,
+    record_signal,
     stop_message,
     stopped_by_signal,
 )
@@ -356,9 +357,12 @@ def train(args: argparse.Namespace, options: dict) -> int:
     import lightning.pytorch as pl
 
     from audiotask.core.resumed_run import ResumeMismatch
-    from audiotask.training import fit
+    from audiotask.training import SigtermSeenFirst, fit
 
     pl.seed_everything(args.seed, workers=True)
+    # a SIGTERM to the whole job reads as a stop even if its dataloader workers' deaths cut
+    # Lightning's handler short
+    options = {**options, "callbacks": [*options.get("callbacks", []), SigtermSeenFirst(record_signal)]}
     protocol = load_protocol(args.database, args.protocol)
     if args.fold == ALL_FOLDS:
         return cross_validation(args, protocol, options)

@@ -262,16 +262,73 @@ class Task(pl.LightningDataModule):
         warm = frame_weight.bool().to(y_pred.device).reshape(1, -1, 1).expand(y_pred.shape)
         return warm if mask is None else warm & objectives.broadcast_mask(mask.bool(), y_pred.shape)
 
+    def repeated_validation_samples(self, batch_idx: int, size: int) -> Optional[torch.Tensor]:
+        """(size,) bool: which samples of this process's validation batch ``batch_idx`` (of
+        ``size`` samples) another process validates too, None when none is.
+
+        Under DDP, Lightning deals the validation set out with a ``DistributedSampler``, which
+        pads the shares to one length with items of the set's start: validated twice, they
+        would count twice in the loss and the metrics, which then differ from one process's
+        (an AnnotatedTask's items are whole batches: a repeated item is a whole batch). The
+        sampler puts item ``k`` of process ``r`` at place ``r + k * replicas`` of its padded
+        order, and the padding after the set's ``len(dataset)`` places.
+        """
+        from torch.utils.data import BatchSampler, DistributedSampler
+
+        if self.trainer_world_size() <= 1:
+            return None
+        loaders = self.model.trainer.val_dataloaders
+        if isinstance(loaders, (list, tuple)):
+            loaders = loaders[0] if len(loaders) == 1 else None
+        sampler = getattr(loaders, "sampler", None)
+        if not isinstance(sampler, DistributedSampler) or sampler.drop_last:
+            return None  # a split without padding (or none Lightning made)
+        if loaders.batch_sampler is None:  # batch_size=None: each item is a whole batch
+            items = torch.full((size,), batch_idx)
+        elif type(loaders.batch_sampler) is BatchSampler and loaders.batch_sampler.sampler is sampler:
+            items = batch_idx * loaders.batch_sampler.batch_size + torch.arange(size)
+        else:
+            return None  # a batch sampler of its own: which items a batch holds is its business
+        repeated = sampler.rank + items * sampler.num_replicas >= len(sampler.dataset)
+        return repeated if bool(repeated.any()) else None
+
+    def counted_validation_batch(self, batch: dict, batch_idx: int) -> dict:
+        """``batch``, its samples that another process validates too (see
+        :meth:`repeated_validation_samples`) masked out and flagged in ``batch["repeated"]``:
+        they count for nothing in the loss and the metrics, as in one process."""
+        repeated = self.repeated_validation_samples(batch_idx, len(batch["X"]))
+        if repeated is None:
+            return batch
+        repeated = repeated.to(batch["X"].device)
+        counted = ~repeated
+        mask = batch.get("mask")
+        if mask is None:
+            mask = counted
+        else:
+            mask = mask * counted.reshape(-1, *([1] * (mask.ndim - 1))).to(mask.dtype)
+        return {**batch, "mask": mask, "repeated": repeated}
+
     def validation_step(self, batch, batch_idx: int):
-        return self.validate_outputs(self.model(batch["X"]), batch)
+        return self.validate_outputs(self.model(batch["X"]), self.counted_validation_batch(batch, batch_idx))
 
     def validate_outputs(self, y_pred: torch.Tensor, batch: dict):
-        """Log the validation loss of the model's outputs ``y_pred`` on ``batch``, and update the metric."""
+        """Log the validation loss of the model's outputs ``y_pred`` on ``batch``, and update the metric
+        (samples flagged in ``batch["repeated"]``, see :meth:`counted_validation_batch`, count for nothing)."""
         waveforms = batch["X"]
         duration = self.chunk_duration(waveforms)
         loss = self.compute_loss(y_pred, batch["y"], duration, mask=batch.get("mask"), weight=batch.get("weight"))
-        # synced: checkpoint selection and early stopping monitor it on every rank
-        self.model.log("val/loss", loss, prog_bar=True, on_epoch=True, batch_size=len(waveforms), sync_dist=True)
+        # synced: checkpoint selection and early stopping monitor it on every rank. Lightning
+        # averages loss x batch_size and batch_size over the ranks, so the figure is that of
+        # one process provided that repeated samples are left out of both (a wholly repeated
+        # batch logs 0 with a batch size of 0: every rank still logs, as the sync needs) and
+        # that the batch size is a float: Lightning accumulates an int batch size in an int
+        # tensor, whose mean over the ranks truncates (gloo and NCCL alike) when the ranks'
+        # shares are unequal, inflating the loss (Lightning-AI/pytorch-lightning#21838; seen:
+        # 0.919 on two ranks for one process's 0.735)
+        repeated = batch.get("repeated")
+        size = len(waveforms) if repeated is None else len(waveforms) - int(repeated.sum())
+        logged = loss if size else torch.zeros_like(loss)
+        self.model.log("val/loss", logged, prog_bar=True, on_epoch=True, batch_size=float(size), sync_dist=True)
         name, metric = self._validation_metric
         if metric is not None:
             mask = self.validation_mask(y_pred, batch, duration)

@@ -224,7 +224,10 @@ class DetectionRecipe(SoundEventDetection):
 
     def validation_step(self, batch, batch_idx: int):
         logits = self.model(batch["X"])
-        output = self.validate_outputs(logits, {key: batch[key] for key in ("X", "y")})
+        # under DDP, a batch that another rank validates too (a padded share) counts once in
+        # the loss and the metric (its chunks are scored once for PSDS: see DetectionScores.add)
+        counted = self.counted_validation_batch({key: batch[key] for key in ("X", "y")}, batch_idx)
+        output = self.validate_outputs(logits, counted)
         if self.select_by != "loss":
             network, model = self.scored_network()
             if network != "student":
