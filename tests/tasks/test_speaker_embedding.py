@@ -140,6 +140,44 @@ def test_the_default_speakers_per_batch_fits_the_training_speakers_and_says_so(p
     assert task.speakers_per_batch == task.labels_per_batch == 3
 
 
+def longest_alone(task) -> list[float]:
+    """Each training speaker's longest single-speaker stretch, longest first."""
+    regions = task.speaker_regions("train", duration=0.0)
+    longest = {}
+    for label, length in zip(regions.labels.tolist(), (regions.ends - regions.starts).tolist()):
+        longest[label] = max(longest.get(label, 0.0), length)
+    return sorted(longest.values(), reverse=True)
+
+
+def test_the_default_duration_fits_the_training_speakers_and_says_so(protocol, tmp_path, monkeypatch):
+    """When fewer than two training speakers talk alone for the default duration, it becomes
+    the largest, in tenths of a second, at which two do (issue 23, item 6); a duration given
+    stays, and stops set-up, as before."""
+    import audiotask.tasks.speaker_embedding as speaker_embedding
+
+    measured = make_task(protocol, tmp_path)
+    set_up(measured)
+    longest = longest_alone(measured)
+    assert len(longest) == 4 and longest[1] >= 1.0
+    monkeypatch.setattr(speaker_embedding, "DEFAULT_DURATION", longest[0] + 1.0)  # nobody talks that long
+    task = make_task(protocol, tmp_path, duration=None, speakers_per_batch=None, batch_size=6)
+    assert task.adapts_duration and task.duration == longest[0] + 1.0
+    expected = math.floor(longest[1] * 10) / 10
+    with pytest.warns(UserWarning, match=rf"only 0 training speaker\(s\) talk alone for .* s or more: chunks of "
+                                         rf"{expected:g} s instead \(the longest at which 2 do"):
+        set_up(task)
+    assert task.duration == task.min_duration == task.specifications.duration == expected
+    assert len(task.speakers) >= 2 and task.speakers_per_batch >= 2
+    # a speakers per batch given is what the fitted duration must serve: 3 speakers, shorter chunks
+    task = make_task(protocol, tmp_path, duration=None, speakers_per_batch=3, batch_size=6)
+    with pytest.warns(UserWarning, match="the longest at which 3 do"):
+        set_up(task)
+    assert task.duration == math.floor(longest[2] * 10) / 10 and len(task.speakers) >= 3
+    # given, the duration is the user's: set-up stops and says which
+    with pytest.raises(ValueError, match="only 0 training speaker"):
+        set_up(make_task(protocol, tmp_path, duration=longest[0] + 1.0))
+
+
 def test_validation_chunks_are_consecutive_chunks_of_development_speakers_alone(protocol, tmp_path):
     task = make_task(protocol, tmp_path)
     set_up(task)

@@ -13,6 +13,7 @@ lowest equal error rate.
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from typing import Optional
@@ -152,6 +153,11 @@ def trial_scores(embeddings: torch.Tensor, speakers: np.ndarray, max_trials: int
 # ---- the task ------------------------------------------------------------------------------
 #: speakers per batch unless the training speakers are fewer (see ``SpeakerEmbedding``)
 DEFAULT_SPEAKERS_PER_BATCH = 8
+#: chunk duration (seconds) unless fewer than two training speakers talk alone that long
+DEFAULT_DURATION = 2.0
+#: the shortest chunk the default duration goes down to (a quarter of a second of speech says
+#: little of its speaker; below this, set-up stops and says why)
+SHORTEST_FITTED_DURATION = 0.5
 
 
 def dividing(batch_size: int, most: int) -> int:
@@ -167,10 +173,13 @@ class SpeakerEmbedding(AnnotatedTask):
     protocol : pyannote.database Protocol
         Speaker diarization style: annotation labels are speakers; training and development
         speakers may be distinct (they usually are).
-    duration : float
+    duration : float, optional
         Chunk duration, in seconds. Turns (single-speaker stretches) shorter than a chunk
         are never drawn: a chunk must hold one speaker only, and the engine's chunks of a
-        batch share one duration (``min_duration`` is therefore refused).
+        batch share one duration (``min_duration`` is therefore refused). Default: 2 s, or,
+        when fewer training speakers talk alone that long than a batch needs (two, or
+        ``speakers_per_batch`` when given), the largest duration (in tenths of a second,
+        down to 0.5 s) at which enough do (a warning says so).
     speakers_per_batch : int, optional
         N, training speakers per batch; ``batch_size / N`` chunks of each. Must divide
         ``batch_size``. Default: 8 (or the most below it that divides ``batch_size``), or, when fewer training speakers talk alone for a whole
@@ -203,7 +212,7 @@ class SpeakerEmbedding(AnnotatedTask):
         self,
         protocol,
         *,
-        duration: float = 2.0,
+        duration: Optional[float] = None,
         speakers_per_batch: Optional[int] = None,
         dimension: int = 256,
         margin: float = 0.2,
@@ -211,21 +220,23 @@ class SpeakerEmbedding(AnnotatedTask):
         validation_trials: int = 200_000,
         **kwargs,
     ):
+        if "labels_per_batch" in kwargs:
+            raise ValueError("SpeakerEmbedding: give speakers_per_batch, not labels_per_batch.")
+        #: whether speakers_per_batch and duration are the defaults, which adapt to the speakers at hand
+        self.adapts_speakers_per_batch = speakers_per_batch is None
+        self.adapts_duration = duration is None
+        duration = DEFAULT_DURATION if duration is None else duration
         if kwargs.get("sampling", "speakers") != "speakers" or kwargs.get("min_duration") not in (None, duration):
             raise ValueError("SpeakerEmbedding: chunks are drawn by speaker (sampling 'speakers'), all of one "
                              f"duration (no min_duration), got sampling={kwargs.get('sampling')!r}, "
                              f"min_duration={kwargs.get('min_duration')!r}.")
-        if "labels_per_batch" in kwargs:
-            raise ValueError("SpeakerEmbedding: give speakers_per_batch, not labels_per_batch.")
-        #: whether speakers_per_batch is the default, which adapts to the speakers at hand
-        self.adapts_speakers_per_batch = speakers_per_batch is None
         super().__init__(protocol, duration=duration, labels_per_batch=speakers_per_batch or 1, **kwargs)
         if speakers_per_batch is None:  # the most, up to the default, that batch_size allows
             speakers_per_batch = self.labels_per_batch = dividing(self.batch_size, DEFAULT_SPEAKERS_PER_BATCH)
         self.speakers_per_batch = int(speakers_per_batch)
         self.dimension, self.margin, self.scale = int(dimension), float(margin), float(scale)
         self.validation_trials = int(validation_trials)
-        self._regions: dict[str, SpeakerRegions] = {}
+        self._regions: dict[tuple[str, float], SpeakerRegions] = {}
         self._embeddings: Optional[dict] = None
 
     # ---- specifications and speakers ---------------------------------------------------
@@ -240,18 +251,23 @@ class SpeakerEmbedding(AnnotatedTask):
     def target_builders(self) -> list[TargetBuilder]:
         return [SampledSpeaker()]
 
-    def speaker_regions(self, name: str, metadata: Optional[ProtocolMetadata] = None) -> SpeakerRegions:
-        """The single-speaker stretches of subset ``name`` that hold a whole chunk, in the
-        files the task uses (computed once)."""
-        if name not in self._regions:
+    def speaker_regions(self, name: str, metadata: Optional[ProtocolMetadata] = None, *,
+                        duration: Optional[float] = None) -> SpeakerRegions:
+        """The single-speaker stretches of subset ``name`` that hold a whole chunk (of
+        ``duration`` seconds, default the task's), in the files the task uses (computed once)."""
+        duration = self.duration if duration is None else duration
+        if (name, duration) not in self._regions:
             metadata = metadata or self.metadata
             subset = metadata.subsets[name]
             usable = np.isin(subset.attribute("label_kind"), self.accepted_kinds(name))
-            self._regions[name] = SpeakerRegions.of_subset(subset, np.flatnonzero(usable)).at_least(self.duration)
-        return self._regions[name]
+            self._regions[name, duration] = SpeakerRegions.of_subset(subset, np.flatnonzero(usable)).at_least(duration)
+        return self._regions[name, duration]
 
     def classes_of(self, metadata: ProtocolMetadata) -> list[str]:
-        """The training speakers: those who talk alone for a whole chunk at least once."""
+        """The training speakers: those who talk alone for a whole chunk at least once (the
+        default duration first fitted to them, see :meth:`fit_duration`)."""
+        if self.adapts_duration:
+            self.fit_duration(metadata)
         labels = np.unique(self.speaker_regions("train", metadata).labels)
         return sorted(metadata.labels[int(label)] for label in labels)
 
@@ -266,6 +282,25 @@ class SpeakerEmbedding(AnnotatedTask):
                 f"training speaker(s) talk alone for {self.duration} s or more (chunks lie inside single-speaker "
                 "stretches): lower speakers_per_batch or duration."
             )
+
+    def fit_duration(self, metadata: ProtocolMetadata) -> None:
+        """The default duration lowered, when fewer training speakers talk alone that long than
+        a batch needs, to the largest (in tenths of a second, down to
+        :data:`SHORTEST_FITTED_DURATION`) at which enough do, said in a warning."""
+        needed = 2 if self.adapts_speakers_per_batch else max(2, self.speakers_per_batch)
+        regions = self.speaker_regions("train", metadata, duration=0.0)
+        longest = np.zeros(len(metadata.labels))  # each speaker's longest single-speaker stretch
+        np.maximum.at(longest, regions.labels, regions.ends - regions.starts)
+        if (longest >= self.duration).sum() >= needed:
+            return
+        fitted = math.floor(np.sort(longest)[::-1][needed - 1] * 10 + 1e-9) / 10 if len(longest) >= needed else 0.0
+        if fitted < SHORTEST_FITTED_DURATION:
+            return  # no duration worth training on works: setup says what is missing
+        warnings.warn(
+            f"SpeakerEmbedding: only {int((longest >= self.duration).sum())} training speaker(s) talk alone for "
+            f"{self.duration:g} s or more: chunks of {fitted:g} s instead (the longest at which {needed} do; "
+            "--duration sets it).", stacklevel=2)
+        self.duration = self.min_duration = fitted
 
     def fit_speakers_per_batch(self) -> None:
         """The default speakers per batch lowered to what the training speakers allow: the
