@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from audiotask.inference.formats import write_rttm
+
 sys.path.insert(0, str(Path(__file__).parent))  # real_recordings.py, beside this file
 
 SAMPLE_RATE = 16_000
@@ -91,15 +93,18 @@ def conversation(rng: random.Random, speakers: dict[str, list[np.ndarray]]) -> t
         time, previous = end, speaker
 
 
-def rttm_line(uri: str, start: float, end: float, speaker: str) -> str:
-    return f"SPEAKER {uri} 1 {start:.3f} {end - start:.3f} <NA> <NA> {speaker.replace(' ', '_')} <NA> <NA>\n"
+def annotations(uri: str, segments: list[tuple[float, float, str]], duration: float):
+    """The reference of a conversation (a turn per utterance) and its two trivial hypotheses:
+    all of its ``duration`` one speaker, its speech (the union of the turns) one speaker."""
+    from pyannote.core import Annotation, Segment
 
-
-def merged(segments: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """The union of ``(start, end)`` spans, sorted (pyannote.core's ``Timeline.support``)."""
-    from pyannote.core import Segment, Timeline
-
-    return [(span.start, span.end) for span in Timeline([Segment(s, e) for s, e in segments]).support()]
+    reference, annotated, speech = (Annotation(uri=uri) for _ in range(3))
+    for start, end, speaker in segments:
+        reference[Segment(start, end), len(reference)] = speaker.replace(" ", "_")  # RTTM labels have no spaces
+    annotated[Segment(0.0, duration)] = "everyone"
+    for span in reference.get_timeline().support():
+        speech[span] = "everyone"
+    return reference, annotated, speech
 
 
 def build(source_root: Path, output: Path, seed: int = 0) -> None:
@@ -110,17 +115,16 @@ def build(source_root: Path, output: Path, seed: int = 0) -> None:
         speakers = splits[split]
         if len(speakers) < SPEAKERS_PER_FILE[1]:
             raise SystemExit(f"{split}: {len(speakers)} speakers, {SPEAKERS_PER_FILE[1]} needed")
-        uris = []
-        with open(output / f"{split}.rttm", "w") as rttm, open(output / f"{split}.annotated-one-speaker.rttm", "w") as \
-                annotated, open(output / f"{split}.speech-one-speaker.rttm", "w") as speech:
-            for index in range(count):
-                uri = f"{split}{index:03d}"
-                audio, segments = conversation(rng, speakers)
-                sf.write(output / "audio" / f"{uri}.wav", audio, SAMPLE_RATE, subtype="PCM_16")
-                rttm.writelines(rttm_line(uri, *segment) for segment in segments)
-                annotated.write(rttm_line(uri, 0.0, len(audio) / SAMPLE_RATE, "everyone"))
-                speech.writelines(rttm_line(uri, s, e, "everyone") for s, e in merged([(s, e) for s, e, _ in segments]))
-                uris.append(uri)
+        uris, written = [], ([], [], [])
+        for index in range(count):
+            uri = f"{split}{index:03d}"
+            audio, segments = conversation(rng, speakers)
+            sf.write(output / "audio" / f"{uri}.wav", audio, SAMPLE_RATE, subtype="PCM_16")
+            for kept, annotation in zip(written, annotations(uri, segments, len(audio) / SAMPLE_RATE)):
+                kept.append(annotation)
+            uris.append(uri)
+        for name, kept in zip(("", ".annotated-one-speaker", ".speech-one-speaker"), written):
+            write_rttm(output / f"{split}{name}.rttm", kept)
         (output / f"{split}.lst").write_text("".join(f"{uri}\n" for uri in uris))
         (output / f"{split}.uem").write_text("".join(f"{uri} 1 0.000 {DURATION:.3f}\n" for uri in uris))
         print(f"{split}: {count} conversations of {DURATION:g} s, {len(speakers)} speakers", flush=True)

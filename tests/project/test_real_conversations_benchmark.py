@@ -53,7 +53,38 @@ def test_a_conversation_has_two_to_four_speakers_in_turns_that_sometimes_overlap
     assert overlaps > 0
 
 
-def test_the_rttm_and_the_speech_hypothesis_describe_the_mix(rc):
-    line = rc.rttm_line("f", 1.0, 2.5, "kajongg:de/female1")
-    assert line.split() == ["SPEAKER", "f", "1", "1.000", "1.500", "<NA>", "<NA>", "kajongg:de/female1", "<NA>", "<NA>"]
-    assert rc.merged([(2.0, 3.0), (0.0, 1.0), (0.5, 1.5), (3.0, 4.0)]) == [(0.0, 1.5), (2.0, 4.0)]
+def test_the_rttm_and_the_speech_hypothesis_describe_the_mix(rc, tmp_path):
+    from pyannote.database.util import load_rttm
+
+    segments = [(2.0, 3.0, "hedgewars:Default"), (0.0, 1.0, "kajongg:de/female1"), (0.5, 1.5, "alsa test"),
+                (3.0, 4.0, "kajongg:de/female1")]
+    written = rc.annotations("f", segments, duration=5.0)
+    for name, annotation in zip(("reference", "annotated", "speech"), written):
+        rc.write_rttm(tmp_path / f"{name}.rttm", [annotation])
+    reference, annotated, speech = (load_rttm(tmp_path / f"{name}.rttm")["f"]
+                                    for name in ("reference", "annotated", "speech"))
+    assert sorted((turn.start, turn.end, label) for turn, _, label in reference.itertracks(yield_label=True)) == [
+        (0.0, 1.0, "kajongg:de/female1"), (0.5, 1.5, "alsa_test"), (2.0, 3.0, "hedgewars:Default"),
+        (3.0, 4.0, "kajongg:de/female1")]
+    assert [(turn.start, turn.end) for turn in annotated.itersegments()] == [(0.0, 5.0)]
+    assert [(turn.start, turn.end) for turn in speech.itersegments()] == [(0.0, 1.5), (2.0, 4.0)]
+    assert annotated.labels() == speech.labels() == ["everyone"]
+
+
+def test_build_writes_a_protocol_whose_files_the_references_describe(rc, tmp_path, monkeypatch):
+    from pyannote.database import registry
+
+    monkeypatch.setattr(rc, "SIZES", {"train": 2, "development": 1, "test": 1})
+    monkeypatch.setattr(rc, "speakers_by_split", lambda root: {split: speakers() for split in rc.SIZES})
+    output = tmp_path / "conversations"
+    rc.build(tmp_path / "sources", output)
+    registry.load_database(str(output / "database.yml"))
+    protocol = registry.get_protocol("RealConversations.SpeakerDiarization.Real")
+    files = {subset: list(getattr(protocol, subset)()) for subset in ("train", "development", "test")}
+    assert {subset: len(found) for subset, found in files.items()} == rc.SIZES
+    for found in files.values():
+        for file in found:
+            assert (output / "audio" / f"{file['uri']}.wav").is_file()
+            assert 2 <= len(file["annotation"].labels()) <= 4 and file["annotated"].duration() == rc.DURATION
+    speech = (output / "test.speech-one-speaker.rttm").read_text().split()
+    assert speech[0] == "SPEAKER" and speech[1] == files["test"][0]["uri"] and speech[7] == "everyone"
