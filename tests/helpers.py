@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile
+from lightning.pytorch.callbacks import Callback
 
 from audiotask.protocols.dcase import write_dcase_tsv
 from audiotask.testing.dummies import load_protocol, write_database_yml
@@ -72,3 +73,19 @@ def quiet_trainer(**kwargs):
     )
     defaults.update(kwargs)
     return pl.Trainer(**defaults)
+
+
+class CrashAt(Callback):
+    """Raises before optimiser step ``step`` (``where="train"``), or in the validation that
+    follows step ``step``, at its batch ``batch`` (``where="validation"``)."""
+
+    def __init__(self, step: int, where: str = "train", batch: int = 0):
+        self.step, self.where, self.batch = step, where, batch
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if self.where == "train" and trainer.global_step == self.step:
+            raise RuntimeError("simulated crash")
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        if self.where == "validation" and trainer.global_step == self.step and batch_idx == self.batch:
+            raise RuntimeError("simulated crash")

@@ -8,31 +8,15 @@ import csv
 import lightning.pytorch as pl
 import pytest
 import torch
-from lightning.pytorch.callbacks import Callback
 from safetensors.torch import load_file
 
 from audiotask.models import CRNN
 from audiotask.tasks import SoundEventDetection
 from audiotask.testing.dummies import load_protocol, make_sound_event_protocol
 from audiotask.training import checkpoint_step, fit
+from helpers import CrashAt
 
 STEPS = 22  # 9 batches per epoch: validations after steps 9 and 18
-
-
-class CrashAt(Callback):
-    """Raises before optimiser step ``step`` (``where="train"``), or in the validation that
-    follows step ``step``, at its batch ``batch`` (``where="validation"``)."""
-
-    def __init__(self, step: int, where: str = "train", batch: int = 0):
-        self.step, self.where, self.batch = step, where, batch
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if self.where == "train" and trainer.global_step == self.step:
-            raise RuntimeError("simulated crash")
-
-    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
-        if self.where == "validation" and trainer.global_step == self.step and batch_idx == self.batch:
-            raise RuntimeError("simulated crash")
 
 
 @pytest.fixture(scope="module")

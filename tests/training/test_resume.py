@@ -11,7 +11,7 @@ from audiotask.engine.resume import batches_from_worker
 from audiotask.models import Debug
 from audiotask.tasks import SoundEventDetection
 from audiotask.testing.dummies import load_protocol, make_sound_event_protocol
-from helpers import quiet_trainer
+from helpers import CrashAt, quiet_trainer
 
 
 class BatchRecorder(Callback):
@@ -67,17 +67,6 @@ def test_resumed_workers_continue_the_streams_in_the_order_of_the_interrupted_ru
     assert resumed_stream(state, epoch=1, worker=1, num_workers=2, batch_size=4) == (0, 8)
     # another epoch: untouched
     assert resumed_stream(state, epoch=2, worker=1, num_workers=2, batch_size=4) == (1, 0)
-
-
-class CrashAt(Callback):
-    """Raises at the start of training batch ``batch_idx`` (a crash, or Ctrl-C, mid-epoch)."""
-
-    def __init__(self, batch_idx: int):
-        self.batch_idx = batch_idx
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if batch_idx == self.batch_idx:
-            raise RuntimeError("simulated crash")
 
 
 def test_a_crashed_run_resumes_from_its_interrupted_checkpoint(tmp_path):
@@ -196,7 +185,7 @@ def test_a_resumed_run_continues_the_metrics_log_of_its_output_folder(tmp_path, 
 
     train(tmp_path / "full")
     with pytest.raises(RuntimeError, match="simulated crash"):
-        train(tmp_path / "run", callbacks=[CrashAtStep(13)])
+        train(tmp_path / "run", callbacks=[CrashAt(13)])
     # the crashed run logged steps 10 to 12 after last.ckpt: the resumed run logs them again
     assert max(int(row["step"]) for row in metrics_rows(tmp_path / "run" / "metrics.csv")) == 12
     path = tmp_path / "run" / "checkpoints" / f"{checkpoint}.ckpt"
@@ -207,12 +196,3 @@ def test_a_resumed_run_continues_the_metrics_log_of_its_output_folder(tmp_path, 
     same_run_metrics(metrics_rows(tmp_path / "run" / "metrics.csv"), full)
 
 
-class CrashAtStep(Callback):
-    """Raises before optimiser step ``step``."""
-
-    def __init__(self, step: int):
-        self.step = step
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if trainer.global_step == self.step:
-            raise RuntimeError("simulated crash")
