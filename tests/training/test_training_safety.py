@@ -172,6 +172,24 @@ def test_nonfinite_losses_in_a_row_stop_training_with_a_clear_error(tmp_path, pr
     assert checkpoint_step(tmp_path / "run" / "checkpoints" / "interrupted.ckpt") == 4
 
 
+def test_a_resumed_run_counts_the_nonfinite_losses_before_its_checkpoint(tmp_path, protocol_yml):
+    """NaN from step 2 on, 3 in a row stop training at step 4: a run resumed from the
+    checkpoint of step 3 (one NaN loss so far) stops there too, not a step later."""
+    model = debug_model(protocol_yml, tmp_path / "cache")
+    model.task.max_nonfinite_losses = 3
+    nan_at(model, set(range(2, 100)))
+    with pytest.warns(RuntimeWarning, match="batch skipped"):
+        fit(model, tmp_path / "run", max_steps=3, progress=False, checkpoint_every=1)
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, map_location="cpu", weights_only=True)["audiotask_nonfinite_losses_in_a_row"] == 1
+    model = debug_model(protocol_yml, tmp_path / "cache")
+    model.task.max_nonfinite_losses = 3
+    nan_at(model, set(range(2, 100)))
+    with pytest.warns(RuntimeWarning), pytest.raises(FloatingPointError) as error:
+        fit(model, tmp_path / "run", max_steps=20, progress=False, ckpt_path=last)
+    assert "at training step 4 " in str(error.value) and "3 non-finite losses in a row" in str(error.value)
+
+
 # ---- options of `audiotask train` reach the Trainer ------------------------------------
 def train_arguments(*options):
     from audiotask.cli import train

@@ -29,6 +29,9 @@ from audiotask.core.specifications import Specifications
 TRAINING_HEADS = "training_heads."
 FORMAT_VERSION = 1
 
+#: checkpoint key of the task's count of non-finite losses in a row
+NONFINITE_KEY = "audiotask_nonfinite_losses_in_a_row"
+
 
 def model_class(name: str, *, source: Optional[str] = None) -> type["Model"]:
     """The registered architecture ``name`` (see :mod:`audiotask.core.architectures`), checked
@@ -494,12 +497,14 @@ class Model(pl.LightningModule):
         check_resumed_manifest(checkpoint.get("audiotask"), self.manifest())
         self.epoch_loss.restore(checkpoint.get(EPOCH_LOSS_KEY))
         if self.task is not None:
+            self.task.nonfinite_losses_in_a_row = int(checkpoint.get(NONFINITE_KEY, 0))
             self.task.restore_extras(checkpoint)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["audiotask"] = self.manifest()
         checkpoint[EPOCH_LOSS_KEY] = self.epoch_loss.state()
         if self.task is not None:
+            checkpoint[NONFINITE_KEY] = int(self.task.nonfinite_losses_in_a_row)
             # e.g. a mean teacher's weights, and which network the checkpoint keeps
             checkpoint.update(self.task.checkpoint_extras())
         # plain values only, so that torch.load(weights_only=True) can read it back

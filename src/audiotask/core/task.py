@@ -188,7 +188,9 @@ class Task(pl.LightningDataModule):
     #: training stops with FloatingPointError at this many non-finite losses in a row (each
     #: batch before is skipped with a warning); ``audiotask train --max-nonfinite-losses``
     max_nonfinite_losses: int = 5
-    _nonfinite_in_a_row: int = 0
+    #: non-finite losses since the last finite one (kept in checkpoints: a resumed run stops where
+    #: the uninterrupted one would)
+    nonfinite_losses_in_a_row: int = 0
 
     def training_step(self, batch, batch_idx: int):
         waveforms = self.augment(batch["X"])
@@ -202,7 +204,7 @@ class Task(pl.LightningDataModule):
         """``{"loss": loss}`` (logged) when it is finite; else None (the batch is skipped), or
         FloatingPointError after ``max_nonfinite_losses`` in a row."""
         if torch.isfinite(loss):
-            self._nonfinite_in_a_row = 0
+            self.nonfinite_losses_in_a_row = 0
             # the epoch's mean is the model's own (core/epoch_loss.py): Lightning's would not resume
             self.model.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=len(waveforms))
             self.model.epoch_loss.add(loss, len(waveforms))
@@ -210,17 +212,17 @@ class Task(pl.LightningDataModule):
         # one bad batch (a corrupt file, a rare overflow) must not end a long run: on None,
         # Lightning skips the backward pass, the gradients stay None and the optimiser changes
         # no weight (the step still counts). Many in a row mean that training diverged: stop.
-        self._nonfinite_in_a_row += 1
+        self.nonfinite_losses_in_a_row += 1
         reason = "the input waveforms contain NaN or Inf" if not torch.isfinite(waveforms).all() else (
             "the model output diverged (lower the learning rate, or clip gradients?)"
         )
         where = (f"{type(self).__name__}: loss is {loss.item()} at training step {self.model.global_step} "
                  f"(batch {batch_idx} of epoch {self.model.current_epoch}): {reason}")
-        if self._nonfinite_in_a_row >= self.max_nonfinite_losses or self.trainer_world_size() > 1:
+        if self.nonfinite_losses_in_a_row >= self.max_nonfinite_losses or self.trainer_world_size() > 1:
             # under DDP every rank must step together: Lightning cannot skip one rank's batch
-            count, self._nonfinite_in_a_row = self._nonfinite_in_a_row, 0
+            count, self.nonfinite_losses_in_a_row = self.nonfinite_losses_in_a_row, 0
             raise FloatingPointError(f"{where}; {count} non-finite losses in a row: training stopped.")
-        warnings.warn(f"{where}; batch skipped ({self._nonfinite_in_a_row} non-finite loss(es) in a row, "
+        warnings.warn(f"{where}; batch skipped ({self.nonfinite_losses_in_a_row} non-finite loss(es) in a row, "
                       f"training stops at {self.max_nonfinite_losses}).", RuntimeWarning)
         return None
 
