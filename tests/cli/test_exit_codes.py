@@ -220,3 +220,18 @@ def test_a_job_whose_every_process_gets_sigterm_exits_143(data, tmp_path):
     interrupted = output / "checkpoints" / "interrupted.ckpt"
     assert errors.strip().splitlines()[-1].startswith("audiotask train: stopped by SIGTERM")
     assert errors.strip().splitlines()[-1].endswith(f"--resume {interrupted}") and interrupted.is_file()
+
+
+def test_a_dataloader_worker_killed_by_sigterm_reads_as_a_stop_by_sigterm():
+    """The job's SIGTERM may kill a worker, and torch report it, before the command's own
+    process runs its handler: the error still says which signal stopped the command."""
+    from audiotask.cli.common import exit_status, signals_stop_the_command, stop_message, stopped_by_signal
+
+    with signals_stop_the_command():
+        assert not stopped_by_signal(RuntimeError("DataLoader worker (pid(s) 12) exited unexpectedly"))
+        killed = RuntimeError("DataLoader worker (pid 11760) is killed by signal: Terminated. ")
+        assert stopped_by_signal(killed) and exit_status() == 143
+        assert stop_message(killed).startswith("stopped by SIGTERM (RuntimeError: DataLoader worker")
+    with signals_stop_the_command():
+        assert stopped_by_signal(RuntimeError("DataLoader worker (pid 7) is killed by signal: Interrupt. "))
+        assert exit_status() == 130

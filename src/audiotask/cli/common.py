@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import threading
 from contextlib import contextmanager
@@ -57,7 +58,29 @@ def stopped_by_signal(error: BaseException) -> bool:
     Lightning exits with status 1 after Ctrl-C and stops training on SIGTERM with its
     ``SIGTERMException`` (a ``SystemExit``), and a signal sent to every process of a job kills
     its dataloader workers too (a ``RuntimeError`` of the DataLoader)."""
-    return isinstance(error, (KeyboardInterrupt, Interrupted)) or received_signal() is not None
+    if isinstance(error, (KeyboardInterrupt, Interrupted)) or received_signal() is not None:
+        return True
+    killed_by = worker_killed_by(error)
+    if killed_by is not None:
+        record_signal(killed_by)
+        return True
+    return False
+
+
+#: torch's error when a dataloader worker died of a signal: "... is killed by signal: Terminated."
+_WORKER_KILLED = re.compile(r"DataLoader worker \(pid.*\) is killed by signal: (Terminated|Interrupt)")
+
+
+def worker_killed_by(error: BaseException) -> Optional[int]:
+    """SIGTERM or SIGINT when ``error`` says a dataloader worker died of it, else None.
+
+    A scheduler signals every process of a job: torch may report the worker's death before
+    the command's own process runs its handler for the same signal (which then never runs, the
+    error unwinding the command first), and the stop must still read as the signal's."""
+    found = _WORKER_KILLED.search(str(error)) if isinstance(error, RuntimeError) else None
+    if found is None:
+        return None
+    return signal.SIGTERM if found.group(1) == "Terminated" else signal.SIGINT
 
 
 def stop_message(error: BaseException) -> str:
