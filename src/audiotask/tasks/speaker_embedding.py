@@ -155,8 +155,8 @@ def trial_scores(embeddings: torch.Tensor, speakers: np.ndarray, max_trials: int
 DEFAULT_SPEAKERS_PER_BATCH = 8
 #: chunk duration (seconds) unless fewer than two training speakers talk alone that long
 DEFAULT_DURATION = 2.0
-#: the shortest chunk the default duration goes down to (a quarter of a second of speech says
-#: little of its speaker; below this, set-up stops and says why)
+#: the shortest chunk the default duration goes down to (shorter speech says little of its
+#: speaker; where even this leaves too few speakers, set-up stops and says why)
 SHORTEST_FITTED_DURATION = 0.5
 
 
