@@ -313,12 +313,9 @@ class Task(pl.LightningDataModule):
     def validation_step(self, batch, batch_idx: int):
         return self.validate_outputs(self.model(batch["X"]), self.counted_validation_batch(batch, batch_idx))
 
-    def validate_outputs(self, y_pred: torch.Tensor, batch: dict):
-        """Log the validation loss of the model's outputs ``y_pred`` on ``batch``, and update the metric
-        (samples flagged in ``batch["repeated"]``, see :meth:`counted_validation_batch`, count for nothing)."""
-        waveforms = batch["X"]
-        duration = self.chunk_duration(waveforms)
-        loss = self.compute_loss(y_pred, batch["y"], duration, mask=batch.get("mask"), weight=batch.get("weight"))
+    def log_validation_loss(self, loss: torch.Tensor, batch: dict) -> None:
+        """Log ``loss``, the validation loss of ``batch``, as ``val/loss``, its samples flagged in
+        ``batch["repeated"]`` (see :meth:`counted_validation_batch`) left out of the count."""
         # synced: checkpoint selection and early stopping monitor it on every rank. Lightning
         # averages loss x batch_size and batch_size over the ranks, so the figure is that of
         # one process provided that repeated samples are left out of both (a wholly repeated
@@ -328,9 +325,17 @@ class Task(pl.LightningDataModule):
         # shares are unequal, inflating the loss (Lightning-AI/pytorch-lightning#21838; seen:
         # 0.919 on two ranks for one process's 0.735)
         repeated = batch.get("repeated")
-        size = len(waveforms) if repeated is None else len(waveforms) - int(repeated.sum())
+        size = len(batch["X"]) if repeated is None else len(batch["X"]) - int(repeated.sum())
         logged = loss if size else torch.zeros_like(loss)
         self.model.log("val/loss", logged, prog_bar=True, on_epoch=True, batch_size=float(size), sync_dist=True)
+
+    def validate_outputs(self, y_pred: torch.Tensor, batch: dict):
+        """Log the validation loss of the model's outputs ``y_pred`` on ``batch``, and update the metric
+        (samples flagged in ``batch["repeated"]``, see :meth:`counted_validation_batch`, count for nothing)."""
+        waveforms = batch["X"]
+        duration = self.chunk_duration(waveforms)
+        loss = self.compute_loss(y_pred, batch["y"], duration, mask=batch.get("mask"), weight=batch.get("weight"))
+        self.log_validation_loss(loss, batch)
         name, metric = self._validation_metric
         if metric is not None:
             mask = self.validation_mask(y_pred, batch, duration)

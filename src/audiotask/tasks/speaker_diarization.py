@@ -292,12 +292,7 @@ class SpeakerDiarization(AnnotatedTask):
         duration = self.chunk_duration(batch["X"])
         mask, weight = batch.get("mask"), batch.get("weight")
         loss = self.compute_loss(y_pred, batch["y"], duration, mask=mask, weight=weight)
-        # under DDP, samples another rank validates too are masked and count for nothing (see
-        # Task.validate_outputs: a float batch size, 0 for a wholly repeated batch)
-        repeated = batch.get("repeated")
-        size = len(y_pred) if repeated is None else len(y_pred) - int(repeated.sum())
-        logged = loss if size else torch.zeros_like(loss)
-        self.model.log("val/loss", logged, prog_bar=True, on_epoch=True, batch_size=float(size), sync_dist=True)
+        self.log_validation_loss(loss, batch)  # samples another rank validates too count for nothing
         name, metric = self._validation_metric
         weights = self.frame_weights(y_pred, duration, mask)  # per-sample weights train, the metric counts frames
         metric.to(y_pred.device).update(self.speaker_activity(y_pred), batch["y"], weights)
